@@ -1,0 +1,125 @@
+"""The policy interface shared by the gRPC service, the emulated runs and the simulator.
+
+A policy is a plain object with no I/O: `select(service, cluster) -> Decision` and
+`update(outcome) -> reward`. Hyperparameters live in a frozen, validated dataclass; randomness
+comes from an injected seed. Callers own the cluster bookkeeping: after a decision they call
+`cluster.on_assign(service, decision.prediction)`, and when the service completes they call
+`cluster.on_complete(outcome)` and then `policy.update(outcome)` (delayed feedback).
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from scheduler.cluster import Cluster, Prediction
+from scheduler.outcome import Outcome
+from scheduler.registry import Registry
+from scheduler.service import Service
+
+
+class NoNodeError(RuntimeError):
+    """No node is registered, alive and serving."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    service_id: str
+    node_id: str
+    prediction: Prediction  # of the chosen node
+    any_feasible: bool  # whether any candidate had f >= 0
+    policy: str
+    score: float = 0.0  # the policy's value for the chosen arm (UCB for CS-UCB)
+
+
+@dataclass(frozen=True, slots=True)
+class ArmStat:
+    service_class: str
+    node_id: str
+    plays: int
+    mean_reward: float
+    ucb: float
+    success_rate: float
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Base of every policy's hyperparameters: frozen, validated in __post_init__."""
+
+    def __post_init__(self) -> None:  # subclasses validate and call super()
+        pass
+
+
+class Policy(ABC):
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+
+    def __init__(self, config: PolicyConfig | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(f"{self.name} needs a {self.config_class.__name__}, "
+                            f"got {type(self.config).__name__}")
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.t = 0  # decisions made
+
+    @abstractmethod
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        """Choose a node for one service; raise NoNodeError if no candidate exists."""
+
+    def select_batch(self, services: list[Service], cluster: Cluster) -> list[Decision]:
+        """A slot of services as a super arm: tightest deadline first, each decision booked
+        on the cluster before the next so shared compute and bandwidth are respected.
+        Returns decisions in the order of `services`."""
+        order = sorted(range(len(services)), key=lambda i: services[i].deadline_s)
+        decisions: list[Decision | None] = [None] * len(services)
+        for i in order:
+            decision = self.select(services[i], cluster)
+            cluster.on_assign(services[i], decision.prediction)
+            decisions[i] = decision
+        return decisions  # type: ignore[return-value]
+
+    def update(self, outcome: Outcome) -> float:
+        """Learn from a measured outcome; return the reward learned (0 if none)."""
+        return 0.0
+
+    def arm_stats(self, cluster: Cluster) -> list[ArmStat]:
+        return []
+
+    @property
+    def regret(self) -> float:
+        return 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable learning state (t, arm statistics, RNG)."""
+        return {"t": self.t, "rng": list(self.rng.getstate()[1]), "rng_pos": self.rng.getstate()[2]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state.get("t", 0))
+        if "rng" in state:
+            self.rng.setstate((3, tuple(state["rng"]), state.get("rng_pos")))
+
+
+POLICIES: Registry[type[Policy]] = Registry("policy")
+
+
+def register_policy(name: str):
+    def add(cls: type[Policy]) -> type[Policy]:
+        cls.name = name
+        return POLICIES.register(name)(cls)
+    return add
+
+
+def create_policy(name: str, seed: int = 0, **params: Any) -> Policy:
+    """Build a registered policy; unknown names and hyperparameters are errors."""
+    import scheduler.policies  # noqa: F401  (registers every policy)
+
+    cls = POLICIES.get(name)
+    fields = getattr(cls.config_class, "__dataclass_fields__", {})
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for policy {name!r}; "
+                         f"accepted: {sorted(fields)}")
+    return cls(cls.config_class(**params), seed=seed)
