@@ -1,0 +1,65 @@
+"""`python -m scenarios run NAME` runs an emulated scenario (root); `list` shows them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from scenarios.spec import SpecError, available, load_spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scenarios", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario on the emulated testbed (needs root)")
+    run.add_argument("name", help="scenario name (scenarios/NAME.yaml) or a YAML path")
+    run.add_argument("--policies", help="comma-separated policy names (default: the spec's)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--requests", type=int, help="services per policy")
+    run.add_argument("--backend", choices=("llama-cpp", "transformers"),
+                     help="backend of every node")
+    run.add_argument("--model", help="local model path for every node")
+    run.add_argument("--mode", choices=("gateway", "advisor"))
+    run.add_argument("--results", type=Path, default=Path("results"))
+    sub.add_parser("list", help="list the shipped scenarios")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        print("\n".join(available()))
+        return 0
+    overrides = {"seed": args.seed, "workload.requests": args.requests, "mode": args.mode,
+                 "policies": args.policies.split(",") if args.policies else None}
+    for group in ("edge", "cloud"):
+        overrides[f"nodes.{group}.backend"] = args.backend
+        overrides[f"nodes.{group}.model"] = args.model
+    try:
+        spec = load_spec(args.name, **overrides)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("error: an emulated scenario needs root (Mininet): run 'sudo make scenario "
+              f"NAME={args.name}'", file=sys.stderr)
+        return 2
+    for group in (spec.nodes.edge, spec.nodes.cloud):
+        if not group.model.exists():
+            print(f"error: model {group.model} not found: run 'make setup' (tiny models) or "
+                  "pass MODEL=/path/to/a/local/model", file=sys.stderr)
+            return 2
+
+    from scenarios.emulate import run_scenario
+    from scenarios.results import format_table, ratios
+
+    run_dir, summary = run_scenario(spec, spec.policies, spec.mode, args.results)
+    print(format_table(summary))
+    if "cs-ucb" in summary and len(summary) > 1:
+        for other, figures in ratios(summary, reference="cs-ucb").items():
+            print(f"cs-ucb / {other}: " + ", ".join(f"{k} {v:.2f}x" for k, v in figures.items()))
+    print(f"results: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""The workload driver: runs on the `user` host, replays a workload against the scheduler and
+prints one JSON line per finished service on stdout (the runner collects them).
+
+Gateway mode: `SchedulerService.Submit` (the scheduler forwards and learns by itself).
+Advisor mode: `Schedule`, then `InferenceService.Generate` on the chosen node, then
+`ReportOutcome` with what the driver measured.
+Every service ends as met, missed or failed with a reason; none is dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import grpc
+
+from perllm.v1 import (common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2,
+                       scheduler_pb2_grpc)
+from scheduler.service import Service
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+STATUS_NAMES = {common_pb2.OUTCOME_STATUS_MET: "met", common_pb2.OUTCOME_STATUS_MISSED: "missed",
+                common_pb2.OUTCOME_STATUS_FAILED: "failed"}
+
+
+def service_to_proto(service: Service, attachment: bytes = b"") -> common_pb2.Service:
+    return common_pb2.Service(
+        id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
+        max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
+        service_class=service.service_class, attachment=attachment,
+        sampling=common_pb2.SamplingParams(temperature=service.temperature, top_k=service.top_k,
+                                           seed=service.seed))
+
+
+def outcome_record(service: Service, arrival_s: float, outcome: common_pb2.Outcome) -> dict:
+    energy = outcome.energy
+    return {
+        "type": "outcome", "service_id": service.id, "service_class": service.service_class,
+        "node_id": outcome.node_id, "arrival_s": arrival_s, "input_bytes": service.input_bytes,
+        "tokens_in": outcome.tokens_in, "tokens_out": outcome.tokens_out,
+        "transmission_s": outcome.transmission_s, "queueing_s": outcome.queueing_s,
+        "inference_s": outcome.inference_s, "total_s": outcome.total_s,
+        "deadline_s": service.deadline_s,
+        "status": STATUS_NAMES.get(outcome.status, "failed"),
+        "transmission_j": energy.transmission_j, "inference_j": energy.inference_j,
+        "idle_j": energy.idle_j, "error": outcome.error, "attempts": outcome.attempts,
+    }
+
+
+def failed_record(service: Service, arrival_s: float, elapsed_s: float, error: str,
+                  node_id: str = "") -> dict:
+    outcome = common_pb2.Outcome(
+        service_id=service.id, node_id=node_id, service_class=service.service_class,
+        status=common_pb2.OUTCOME_STATUS_FAILED, total_s=elapsed_s,
+        deadline_s=service.deadline_s, input_bytes=service.input_bytes, error=error)
+    return outcome_record(service, arrival_s, outcome)
+
+
+class Driver:
+    def __init__(self, scheduler: str, mode: str, give_up_s: float, emit) -> None:
+        self.channel = grpc.insecure_channel(scheduler, options=CHANNEL_OPTIONS)
+        self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
+        self.mode = mode
+        self.give_up_s = give_up_s
+        self.emit = emit
+        self._node_channels: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
+        self._lock = threading.Lock()
+
+    def node_stub(self, address: str) -> inference_pb2_grpc.InferenceServiceStub:
+        with self._lock:
+            if address not in self._node_channels:
+                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                self._node_channels[address] = inference_pb2_grpc.InferenceServiceStub(channel)
+            return self._node_channels[address]
+
+    def run_one(self, service: Service, arrival_s: float, attachment: bytes) -> None:
+        start = time.monotonic()
+        try:
+            if self.mode == "gateway":
+                record = self._gateway(service, arrival_s, attachment)
+            else:
+                record = self._advisor(service, arrival_s, attachment, start)
+        except grpc.RpcError as exc:
+            record = failed_record(service, arrival_s, time.monotonic() - start,
+                                   f"{exc.code().name}: {exc.details()}")
+        except Exception as exc:  # a driver bug must still leave a recorded outcome
+            record = failed_record(service, arrival_s, time.monotonic() - start,
+                                   f"driver error: {exc!r}")
+        self.emit(record)
+
+    def _gateway(self, service: Service, arrival_s: float, attachment: bytes) -> dict:
+        outcome = None
+        for message in self.scheduler.Submit(
+                scheduler_pb2.SubmitRequest(service=service_to_proto(service, attachment)),
+                timeout=self.give_up_s):
+            if message.WhichOneof("event") == "outcome":
+                outcome = message.outcome
+        if outcome is None:
+            return failed_record(service, arrival_s, 0.0, "scheduler stream ended without outcome")
+        return outcome_record(service, arrival_s, outcome)
+
+    def _advisor(self, service: Service, arrival_s: float, attachment: bytes,
+                 start: float) -> dict:
+        decision = self.scheduler.Schedule(
+            scheduler_pb2.ScheduleRequest(service=service_to_proto(service)), timeout=10)
+        sent_unix_s = time.time()
+        result = None
+        tokens_out = 0
+        error = ""
+        try:
+            for message in self.node_stub(decision.address).Generate(
+                    inference_pb2.GenerateRequest(
+                        request_id=service.id, prompt=service.prompt,
+                        max_new_tokens=service.max_new_tokens, attachment=attachment,
+                        sampling=common_pb2.SamplingParams(
+                            temperature=service.temperature, top_k=service.top_k,
+                            seed=service.seed),
+                        sent_unix_s=sent_unix_s),
+                    timeout=max(1.0, self.give_up_s - (time.monotonic() - start))):
+                if message.WhichOneof("event") == "chunk":
+                    tokens_out += len(message.chunk.token_ids)
+                else:
+                    result = message.result
+        except grpc.RpcError as exc:
+            error = f"{decision.node_id}: {exc.code().name}: {exc.details()}"
+        total_s = time.monotonic() - start
+        if result is None:
+            outcome = common_pb2.Outcome(
+                service_id=service.id, node_id=decision.node_id,
+                service_class=service.service_class, status=common_pb2.OUTCOME_STATUS_FAILED,
+                total_s=total_s, deadline_s=service.deadline_s, input_bytes=service.input_bytes,
+                tokens_out=tokens_out, error=error or "node stream ended without result",
+                constraint_f=decision.constraint_f, attempts=1)
+        else:
+            status = (common_pb2.OUTCOME_STATUS_MET if total_s <= service.deadline_s
+                      else common_pb2.OUTCOME_STATUS_MISSED)
+            outcome = common_pb2.Outcome(
+                service_id=service.id, node_id=decision.node_id,
+                service_class=service.service_class, status=status,
+                transmission_s=max(0.0, result.received_unix_s - sent_unix_s),
+                queueing_s=result.queueing_s, inference_s=result.inference_s, total_s=total_s,
+                deadline_s=service.deadline_s, tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out, input_bytes=service.input_bytes,
+                energy=result.energy, constraint_f=decision.constraint_f, attempts=1)
+        self.scheduler.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome),
+                                     timeout=10)
+        return outcome_record(service, arrival_s, outcome)
+
+    def wait_for_nodes(self, count: int, timeout_s: float) -> None:
+        """Nodes register on their own; poll the scheduler's view until all are alive."""
+        end = time.monotonic() + timeout_s
+        alive = 0
+        while time.monotonic() < end:
+            stats = self.scheduler.GetStats(scheduler_pb2.GetStatsRequest(), timeout=5,
+                                            wait_for_ready=True)
+            alive = sum(1 for node in stats.nodes if node.alive)
+            if alive >= count:
+                return
+            time.sleep(0.1)  # no event to await across processes: GetStats is the signal
+        raise SystemExit(f"driver: only {alive} of {count} nodes registered after {timeout_s} s")
+
+    def node_totals(self, nodes: dict[str, str]) -> dict[str, dict]:
+        totals = {}
+        for node_id, address in nodes.items():
+            try:
+                status = self.node_stub(address).GetStatus(inference_pb2.GetStatusRequest(),
+                                                           timeout=5)
+            except grpc.RpcError as exc:
+                totals[node_id] = {"error": f"{exc.code().name}: {exc.details()}"}
+                continue
+            totals[node_id] = {
+                "kind": "cloud" if status.kind == common_pb2.NODE_KIND_CLOUD else "edge",
+                "busy_s": status.busy_s, "idle_s": status.idle_s,
+                "inference_j": status.energy.inference_j, "idle_j": status.energy.idle_j,
+                "idle_power_w": status.idle_power_w,
+                "method": common_pb2.EnergyMethod.Name(status.energy.inference_method)
+                .removeprefix("ENERGY_METHOD_").lower(),
+            }
+        return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    from scenarios.workload import attachment_for
+    from scenarios.workload_file import load_workload
+
+    parser = argparse.ArgumentParser(prog="python -m scenarios.driver", description=__doc__)
+    parser.add_argument("--scheduler", required=True, help="HOST:PORT of the SchedulerService")
+    parser.add_argument("--workload", type=Path, required=True, help="workload JSON")
+    parser.add_argument("--mode", choices=("gateway", "advisor"), default="gateway")
+    parser.add_argument("--nodes", default="", help="id=HOST:PORT,... for node energy totals")
+    parser.add_argument("--give-up-s", type=float, default=120.0,
+                        help="a service still running after this long is failed")
+    parser.add_argument("--max-concurrency", type=int, default=256)
+    parser.add_argument("--wait-nodes", type=int, default=0,
+                        help="wait until this many nodes are registered and alive")
+    args = parser.parse_args(argv)
+
+    items = load_workload(args.workload)
+    nodes = dict(pair.split("=", 1) for pair in args.nodes.split(",") if pair)
+    out_lock = threading.Lock()
+
+    def emit(record: dict) -> None:
+        with out_lock:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+
+    driver = Driver(args.scheduler, args.mode, args.give_up_s, emit)
+    if args.wait_nodes:
+        driver.wait_for_nodes(args.wait_nodes, timeout_s=60.0)
+    before = driver.node_totals(nodes)
+    emit({"type": "started", "unix_s": time.time()})
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=args.max_concurrency) as pool:
+        for item in items:
+            delay = item.arrival_s - (time.monotonic() - t0)
+            if delay > 0:
+                time.sleep(delay)  # open-loop arrivals: the workload's clock, not a sync
+            pool.submit(driver.run_one, item.service, item.arrival_s, attachment_for(item.service))
+    after = driver.node_totals(nodes)
+    for node_id, end in after.items():
+        start = before.get(node_id, {})
+        if "error" in end or "error" in start:
+            emit({"type": "node", "node_id": node_id, "error": end.get("error") or start["error"]})
+            continue
+        delta = {k: end[k] - start.get(k, 0.0)
+                 for k in ("busy_s", "idle_s", "inference_j", "idle_j")}
+        emit({"type": "node", "node_id": node_id, "kind": end["kind"], "method": end["method"],
+              **delta})
+    emit({"type": "done", "elapsed_s": time.monotonic() - t0})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

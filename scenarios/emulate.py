@@ -1,0 +1,300 @@
+"""The emulated run: for each policy, a fresh Mininet testbed with the scheduler and the six
+nodes as real processes in their hosts, the same workload and bandwidth trace (same seed),
+the driver on the `user` host; then results, plots and a report.
+
+Teardown happens between policies and on any failure or Ctrl-C (results so far are kept and
+marked incomplete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summarise, write_config,
+                               write_rows, write_summary)
+from scenarios.spec import ScenarioSpec
+from scenarios.workload import generate
+from scenarios.workload_file import save_workload
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEDULER_PORT = 50051
+NODE_PORT = 50061
+READY_TIMEOUT_S = 120.0
+
+
+class RunError(RuntimeError):
+    """A process of the run could not start; the message says which and shows its log."""
+
+
+@dataclass
+class PolicyRun:
+    requests: list[RequestRow] = field(default_factory=list)
+    nodes: list[NodeRow] = field(default_factory=list)
+    links: list[LinkRow] = field(default_factory=list)
+    complete: bool = False
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_ready(proc: subprocess.Popen, what: str, log_path: Path,
+               timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Block until the process prints `READY <port>`; a process that exits first is an error."""
+    ready = threading.Event()
+
+    def watch() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("READY"):
+                ready.set()
+                break
+
+    threading.Thread(target=watch, daemon=True).start()
+    if not ready.wait(timeout_s) or proc.poll() is not None and not ready.is_set():
+        tail = log_path.read_text()[-2000:] if log_path.exists() else ""
+        raise RunError(f"{what} did not become ready within {timeout_s:.0f} s "
+                       f"(exit code {proc.poll()}); log {log_path}:\n{tail}")
+
+
+def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str]:
+    kind = "cloud" if name == "cloud" else "edge"
+    group = spec.nodes.cloud if kind == "cloud" else spec.nodes.edge
+    argv = [sys.executable, "-m", "nodes", "serve", "--id", name, "--kind", kind,
+            "--backend", group.backend, "--model", str(group.model), "--port", str(NODE_PORT),
+            "--slots", str(group.slots), "--queue-capacity", str(group.queue_capacity),
+            "--scheduler", f"{user_ip}:{SCHEDULER_PORT}", "--advertise", f"{ip}:{NODE_PORT}",
+            "--link-rate-mbit", str(spec.topology.nominal_rate_mbit(name)),
+            "--j-per-bit", str(spec.topology.j_per_bit(name)),
+            "--heartbeat-interval-s", str(spec.scheduler.heartbeat_interval_s)]
+    if group.profile:
+        argv += ["--profile", group.profile]
+    return argv
+
+
+def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
+               n_requests: int, policy_dir: Path, on_outcome) -> PolicyRun:
+    from testbed import Testbed  # needs root and Mininet: imported only for an emulated run
+
+    policy_dir.mkdir(parents=True, exist_ok=True)
+    result = PolicyRun()
+    env = child_env()
+    with Testbed(spec.topology, seed=spec.seed, run_dir=policy_dir) as tb:
+        hosts = spec.topology.link_names()
+        user_ip = tb.ip("user")
+        sched_log = policy_dir / "scheduler.log"
+        sched_argv = [sys.executable, "-m", "scheduler", "serve", "--port", str(SCHEDULER_PORT),
+                      "--policy", policy, "--seed", str(spec.seed),
+                      "--policy-params", json.dumps(spec.policy_params.get(policy, {})),
+                      "--heartbeat-timeout-s", str(spec.scheduler.heartbeat_timeout_s),
+                      "--state-file", str(policy_dir / "scheduler-state.json")]
+        if spec.scheduler.bandwidth_source != "nominal":
+            sched_argv += ["--bandwidth-feed", str(tb.bandwidth_feed_path)]
+        scheduler = tb.popen("user", sched_argv, env=env, stdout=subprocess.PIPE,
+                             stderr=sched_log.open("w"), text=True)
+        wait_ready(scheduler, "scheduler", sched_log)
+
+        node_procs: dict[str, subprocess.Popen] = {}
+        for name in hosts:
+            log = policy_dir / f"node-{name}.log"
+            node_procs[name] = tb.popen(name, _node_argv(spec, name, user_ip, tb.ip(name)),
+                                        env=env, stdout=subprocess.PIPE, stderr=log.open("w"),
+                                        text=True)
+        for name, proc in node_procs.items():
+            wait_ready(proc, f"node {name}", policy_dir / f"node-{name}.log")
+
+        tb.reset_counters()
+        tb.start_fluctuation()
+        nodes_arg = ",".join(f"{name}={tb.ip(name)}:{NODE_PORT}" for name in hosts)
+        driver_log = policy_dir / "driver.log"
+        driver = tb.popen("user", [sys.executable, "-m", "scenarios.driver",
+                                   "--scheduler", f"127.0.0.1:{SCHEDULER_PORT}",
+                                   "--workload", str(workload_path), "--mode", mode,
+                                   "--nodes", nodes_arg, "--wait-nodes", str(len(hosts))],
+                          env=env, stdout=subprocess.PIPE, stderr=driver_log.open("w"), text=True)
+        faults = FaultInjector(spec, tb, node_procs)
+        seen: set[str] = set()
+        node_totals: dict[str, dict] = {}
+        for line in driver.stdout:  # type: ignore[union-attr]
+            record = json.loads(line)
+            kind = record.pop("type")
+            if kind == "started":
+                faults.start()
+            elif kind == "outcome":
+                seen.add(record["service_id"])
+                result.requests.append(_request_row(policy, record))
+                on_outcome()
+            elif kind == "node":
+                node_totals[record.pop("node_id")] = record
+            elif kind == "done":
+                result.complete = True
+        faults.stop()
+        driver.wait()
+        tb.stop_fluctuation()
+        counters = tb.transmission()
+        result.links = [LinkRow(policy=policy, time_s=c.time_s, link=c.link,
+                                rate_mbit=c.rate_mbit) for c in tb.rate_log]
+
+    _attribute_transmission(result.requests, counters)
+    result.nodes = [_node_row(policy, name, totals) for name, totals in node_totals.items()]
+    if not result.complete:
+        # The driver died: nothing may be lost, so every service without an outcome fails.
+        tail = driver_log.read_text()[-500:] if driver_log.exists() else ""
+        missing = n_requests - len(seen)
+        if missing:
+            result.requests += _missing_rows(policy, workload_path, seen,
+                                             f"driver exited with code {driver.returncode}: "
+                                             f"{tail.strip().splitlines()[-1:] or ''}")
+    ids = [r.service_id for r in result.requests]
+    if len(ids) != n_requests or len(set(ids)) != n_requests:
+        raise RunError(f"{policy}: {len(set(ids))} distinct outcomes ({len(ids)} rows) for "
+                       f"{n_requests} services: the accounting identity does not hold")
+    return result
+
+
+def _request_row(policy: str, record: dict) -> RequestRow:
+    total_j = record["transmission_j"] + record["inference_j"] + record["idle_j"]
+    return RequestRow(
+        policy=policy, service_id=record["service_id"], service_class=record["service_class"],
+        node_id=record["node_id"], arrival_s=record["arrival_s"],
+        input_bytes=record["input_bytes"], tokens_in=record["tokens_in"],
+        tokens_out=record["tokens_out"], transmission_s=record["transmission_s"],
+        queueing_s=record["queueing_s"], inference_s=record["inference_s"],
+        total_s=record["total_s"], deadline_s=record["deadline_s"], status=record["status"],
+        transmission_j=record["transmission_j"], inference_j=record["inference_j"],
+        idle_j=record["idle_j"], total_j=total_j, error=record["error"])
+
+
+def _attribute_transmission(requests: list[RequestRow], counters: dict) -> None:
+    """Replace modelled transmission energy by the interface counters' (bytes x J/bit),
+    shared among the services sent over each link in proportion to their input bytes."""
+    for link, link_counters in counters.items():
+        on_link = [r for r in requests if r.node_id == link]
+        sent = sum(r.input_bytes for r in on_link)
+        for row in on_link:
+            share = row.input_bytes / sent if sent else 1 / len(on_link)
+            row.transmission_j = link_counters.energy_j * share
+            row.total_j = row.transmission_j + row.inference_j + row.idle_j
+
+
+def _node_row(policy: str, node_id: str, totals: dict) -> NodeRow:
+    if "error" in totals:
+        return NodeRow(policy=policy, node_id=node_id, kind="", busy_s=0.0, idle_s=0.0,
+                       inference_j=0.0, idle_j=0.0, method=f"unavailable: {totals['error']}")
+    return NodeRow(policy=policy, node_id=node_id, kind=totals["kind"], busy_s=totals["busy_s"],
+                   idle_s=totals["idle_s"], inference_j=totals["inference_j"],
+                   idle_j=totals["idle_j"], method=totals["method"])
+
+
+def _missing_rows(policy: str, workload_path: Path, seen: set[str], reason: str
+                  ) -> list[RequestRow]:
+    from scenarios.workload_file import load_workload
+
+    rows = []
+    for item in load_workload(workload_path):
+        s = item.service
+        if s.id in seen:
+            continue
+        rows.append(RequestRow(
+            policy=policy, service_id=s.id, service_class=s.service_class, node_id="",
+            arrival_s=item.arrival_s, input_bytes=s.input_bytes, tokens_in=0, tokens_out=0,
+            transmission_s=0.0, queueing_s=0.0, inference_s=0.0, total_s=0.0,
+            deadline_s=s.deadline_s, status="failed", transmission_j=0.0, inference_j=0.0,
+            idle_j=0.0, total_j=0.0, error=reason))
+    return rows
+
+
+class FaultInjector:
+    """Applies the spec's `faults:` at their times after the workload starts."""
+
+    def __init__(self, spec: ScenarioSpec, tb, node_procs: dict[str, subprocess.Popen]) -> None:
+        self.faults = sorted(spec.faults, key=lambda f: f.at_s)
+        self.tb = tb
+        self.node_procs = node_procs
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.applied: list[tuple[float, str, str]] = []
+
+    def start(self) -> None:
+        if self.faults:
+            self._t0 = time.monotonic()
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _at(self, t_s: float) -> bool:
+        """Wait until t_s after start; False if the run stopped first."""
+        return not self._stop.wait(max(0.0, t_s - (time.monotonic() - self._t0)))
+
+    def _run(self) -> None:
+        pending: list[tuple[float, str, str]] = []
+        for fault in self.faults:
+            pending.append((fault.at_s, fault.kind, fault.target))
+            if fault.kind == "link-down":
+                pending.append((fault.at_s + fault.duration_s, "link-up", fault.target))
+        for at_s, kind, target in sorted(pending):
+            if not self._at(at_s):
+                return
+            if kind == "kill-node":
+                self.node_procs[target].kill()  # a crash, not a graceful stop
+            elif kind == "link-down":
+                self.tb.link_down(target)
+            else:
+                self.tb.link_up(target)
+            self.applied.append((at_s, kind, target))
+
+
+def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
+                 results_root: Path = Path("results")) -> tuple[Path, dict]:
+    """Run every policy on the same workload; write the results; return (run_dir, summary)."""
+    from tqdm import tqdm
+
+    from scenarios.plots import write_plots
+    from scenarios.report import write_report
+
+    run_dir = new_run_dir(spec.name, root=results_root)
+    write_config(run_dir, spec)
+    items = generate(spec.workload, spec.seed)
+    workload_path = run_dir / "workload.json"
+    save_workload(items, workload_path)
+    requests: list[RequestRow] = []
+    nodes: list[NodeRow] = []
+    links: list[LinkRow] = []
+    incomplete = False
+    bar = tqdm(total=len(items) * len(policies), unit="svc", disable=not sys.stderr.isatty())
+    try:
+        for policy in policies:
+            bar.set_description(policy)
+            run = run_policy(spec, policy, mode, workload_path, len(items),
+                             run_dir / "logs" / policy, on_outcome=lambda: bar.update(1))
+            requests += run.requests
+            nodes += run.nodes
+            links += run.links
+            incomplete |= not run.complete
+    except KeyboardInterrupt:
+        incomplete = True
+        print("\ninterrupted: testbed torn down, keeping the results so far", file=sys.stderr)
+    finally:
+        bar.close()
+        write_rows(run_dir, requests, nodes, links)
+        summary = summarise(requests, nodes) if requests else {}
+        write_summary(run_dir, summary, incomplete=incomplete,
+                      extra={"world": "emulated", "mode": mode, "policies": policies,
+                             "seed": spec.seed, "requests_per_policy": len(items)})
+        plots = write_plots(run_dir, requests, links, summary) if requests else []
+        write_report(run_dir, spec, summary, plots, spec.seed, incomplete=incomplete)
+    return run_dir, summary
