@@ -1,0 +1,87 @@
+"""The smoke scenario end to end in the real emulated testbed with the tiny models (root)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scenarios.spec import load_spec
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_scenario_cli(name: str, results: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "scenarios", "run", name, "--results",
+                           str(results), *extra], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def only_run_dir(results: Path, name: str) -> Path:
+    runs = sorted((results / name).iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def read_requests(run_dir: Path) -> list[dict]:
+    with (run_dir / "requests.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_writes_results_for_every_policy(tmp_path):
+    spec = load_spec("smoke")
+    proc = run_scenario_cli("smoke", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path, "smoke")
+    for name in ("config.yaml", "requests.csv", "links.csv", "nodes.csv", "summary.json",
+                 "report.md"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert list(run_dir.glob("*.png")), "no plots written"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    policies = summary["policies"]
+    assert set(policies) == set(spec.policies)
+    rows = read_requests(run_dir)
+    n = spec.workload.requests
+    for policy, figures in policies.items():
+        mine = [r for r in rows if r["policy"] == policy]
+        # Accounting identity: every generated service has exactly one outcome.
+        assert len({r["service_id"] for r in mine}) == len(mine) == n
+        assert figures["met"] + figures["missed"] + figures["failed"] == n
+        energy = figures["energy_j"]
+        assert energy["total"] == pytest.approx(
+            energy["transmission"] + energy["inference"] + energy["idle"])
+        assert energy["transmission"] > 0 and energy["inference"] > 0
+        finished = [r for r in mine if r["status"] != "failed"]
+        assert finished, f"{policy}: nothing finished"
+        assert all(int(r["tokens_out"]) > 0 for r in finished)
+    with (run_dir / "links.csv").open() as f:
+        assert len(list(csv.DictReader(f))) >= len(spec.policies) * len(
+            spec.topology.link_names())
+    # cloud-only sends everything to the cloud: the policy really drove the placement.
+    if "cloud-only" in policies:
+        assert {r["node_id"] for r in rows if r["policy"] == "cloud-only"
+                and r["status"] != "failed"} == {"cloud"}
+    assert "results:" in proc.stdout
+
+
+def test_faults_are_survived_and_nothing_is_lost(tmp_path):
+    spec = load_spec("smoke-faults")
+    proc = run_scenario_cli("smoke-faults", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path, "smoke-faults")
+    rows = read_requests(run_dir)
+    for policy in spec.policies:
+        mine = [r for r in rows if r["policy"] == policy]
+        assert len({r["service_id"] for r in mine}) == spec.workload.requests
+        failed = [r for r in mine if r["status"] == "failed"]
+        assert all(r["error"] for r in failed), "a failed service without a reason"
+        killed = {f.target for f in spec.faults if f.kind == "kill-node"}
+        late = [r for r in mine if float(r["arrival_s"]) > max(f.at_s for f in spec.faults) + 5]
+        # After the kill (and heartbeat timeout), nothing is placed on the dead node.
+        assert not [r for r in late if r["node_id"] in killed and r["status"] != "failed"]
