@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summary))
     if "cs-ucb" in summary and len(summary) > 1:
         for other, figures in ratios(summary, reference="cs-ucb").items():
-            print(f"cs-ucb / {other}: " + ", ".join(f"{k} {v:.2f}x" for k, v in figures.items()))
+            tp, energy = figures["throughput"], figures["energy"]
+            print(f"cs-ucb / {other}: throughput "
+                  f"{'-' if tp is None else f'{tp:.2f}x'}, energy "
+                  f"{'-' if energy is None else f'{energy:.2f}x'}, success "
+                  f"{figures['success_rate_delta'] * 100:+.1f} points")
     print(f"results: {run_dir}")
     return 0
 

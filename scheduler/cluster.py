@@ -3,13 +3,27 @@ bandwidth, and the processing-time prediction behind the constraint mechanism (P
 
 Pure bookkeeping with an injected clock: the gRPC service, the emulated runs and the simulator
 all feed it the same events (register, heartbeat, assign, complete).
+
+The prediction D-hat of a service on node j (all in seconds):
+- transmission: input bytes at j's current bandwidth shared equally with the uploads still
+  running to j (processor sharing);
+- queueing: j serves `slots` services at a time, first come first served. Every booked
+  service carries the finish time predicted when it was assigned, so with k booked and
+  k >= slots a new service gets a slot when the (k − slots + 1)-th earliest of those finishes
+  (a finish already overdue counts as "now"); queueing is the part of that wait not hidden
+  behind its own upload;
+- inference: prompt tokens / prefill rate + max new tokens / decode rate, slowed by the
+  concurrency it will run at: rate_n = rate_1 / (1 + s·(n − 1)) (hardware profiles' model).
+Rates are learned: an EWMA of the rates heartbeats report and of what each completed outcome
+implies (measured inference time against the prediction for its actual tokens).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from scheduler.outcome import Outcome, Status
 from scheduler.service import Service
@@ -35,6 +49,8 @@ class NodeInfo:
     decode_tok_s: float = 0.0
     queue_capacity: int = 64
     transmission_j_per_bit: float = 0.0
+    # Relative per-request rate loss per extra concurrent request (hardware profile's s).
+    concurrency_slowdown: float = 0.0
 
     def validate(self) -> None:
         if not self.node_id:
@@ -48,8 +64,8 @@ class NodeInfo:
         if not self.link_rate_mbit > 0:
             raise ValueError(f"link_rate_mbit must be > 0 (got {self.link_rate_mbit})")
         for name in ("idle_power_w", "max_power_w", "prefill_tok_s", "decode_tok_s",
-                     "transmission_j_per_bit"):
-            if getattr(self, name) < 0:
+                     "transmission_j_per_bit", "concurrency_slowdown"):
+            if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if self.max_power_w < self.idle_power_w:
             raise ValueError(
@@ -84,6 +100,15 @@ class Prediction:
         return self.f >= 0.0
 
 
+class Booking(NamedTuple):
+    """A service assigned to a node and not yet completed, as predicted at assignment."""
+
+    inference_s: float
+    upload_end_s: float
+    finish_s: float
+    concurrency: int  # services running on the node when it was predicted to run
+
+
 @dataclass
 class NodeState:
     info: NodeInfo
@@ -95,9 +120,11 @@ class NodeState:
     last_heartbeat_s: float = 0.0
     queue_length: int = 0  # as last reported by the node
     busy_slots: int = 0
-    # Services assigned here and not yet completed: id -> (predicted inference s, upload end s)
-    inflight: dict[str, tuple[float, float]] = field(default_factory=dict)
+    inflight: dict[str, Booking] = field(default_factory=dict)
     assigned: int = 0
+    # Sorted views of the bookings so a prediction costs O(log k), not O(k).
+    finishes_s: list[float] = field(default_factory=list)
+    upload_ends_s: list[float] = field(default_factory=list)
 
     @property
     def node_id(self) -> str:
@@ -108,7 +135,11 @@ class NodeState:
         return self.info.kind
 
     def uploads_active(self, now_s: float) -> int:
-        return sum(1 for _, upload_end in self.inflight.values() if upload_end > now_s)
+        return len(self.upload_ends_s) - bisect_right(self.upload_ends_s, now_s)
+
+    def load(self) -> int:
+        """Services on the node: our bookings, or what it reported if that is more."""
+        return max(len(self.inflight), self.queue_length + self.busy_slots)
 
 
 # Defaults for a node that registered no rates: a deliberately modest guess that the
@@ -117,16 +148,29 @@ DEFAULT_PREFILL_TOK_S = 200.0
 DEFAULT_DECODE_TOK_S = 10.0
 
 
+def _remove(sorted_list: list[float], value: float) -> None:
+    i = bisect_left(sorted_list, value)
+    if i < len(sorted_list) and sorted_list[i] == value:
+        del sorted_list[i]
+
+
 class Cluster:
-    """Registered nodes plus the estimates the policies read."""
+    """Registered nodes plus the estimates the policies read.
+
+    learn_rates=False keeps the rates as registered or fed with `set_rates` (the oracle's
+    cluster, fed true rates by the caller).
+    """
 
     def __init__(self, clock: Callable[[], float], rate_smoothing: float = 0.3,
-                 heartbeat_timeout_s: float = 5.0) -> None:
+                 heartbeat_timeout_s: float = 5.0, learn_rates: bool = True) -> None:
         if not 0 < rate_smoothing <= 1:
             raise ValueError(f"rate_smoothing must be in (0, 1] (got {rate_smoothing})")
+        if not heartbeat_timeout_s > 0:
+            raise ValueError(f"heartbeat_timeout_s must be > 0 (got {heartbeat_timeout_s})")
         self.clock = clock
         self.rate_smoothing = rate_smoothing  # EWMA weight of a new measurement
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.learn_rates = learn_rates
         self.nodes: dict[str, NodeState] = {}
 
     # --- events -------------------------------------------------------------------------
@@ -143,9 +187,12 @@ class Cluster:
             bandwidth_mbit=info.link_rate_mbit,
             last_heartbeat_s=self.clock(),
         )
-        if existing is not None:  # re-registration keeps what was learned
+        if existing is not None:  # re-registration keeps what was learned and booked
             state.inflight, state.assigned = existing.inflight, existing.assigned
-            state.prefill_tok_s, state.decode_tok_s = existing.prefill_tok_s, existing.decode_tok_s
+            state.finishes_s, state.upload_ends_s = existing.finishes_s, existing.upload_ends_s
+            if self.learn_rates or not (info.prefill_tok_s and info.decode_tok_s):
+                state.prefill_tok_s = existing.prefill_tok_s
+                state.decode_tok_s = existing.decode_tok_s
         self.nodes[info.node_id] = state
         return state
 
@@ -154,24 +201,46 @@ class Cluster:
                   link_rate_mbit: float = 0.0, serving: bool = True) -> None:
         node = self.node(node_id)
         node.last_heartbeat_s = self.clock()
+        node.alive = True
         node.queue_length, node.busy_slots, node.serving = queue_length, busy_slots, serving
-        if prefill_tok_s > 0:
-            node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill_tok_s)
-        if decode_tok_s > 0:
-            node.decode_tok_s = self._smooth(node.decode_tok_s, decode_tok_s)
+        if self.learn_rates:
+            if prefill_tok_s > 0:
+                node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill_tok_s)
+            if decode_tok_s > 0:
+                node.decode_tok_s = self._smooth(node.decode_tok_s, decode_tok_s)
         if link_rate_mbit > 0:
             node.bandwidth_mbit = link_rate_mbit
 
     def set_bandwidth(self, node_id: str, rate_mbit: float) -> None:
         """Feed the current bandwidth of a node's link (the true or a measured rate)."""
-        if not rate_mbit > 0:
+        if not (rate_mbit > 0 and math.isfinite(rate_mbit)):
             raise ValueError(f"rate_mbit must be > 0 (got {rate_mbit})")
         self.node(node_id).bandwidth_mbit = rate_mbit
 
+    def set_rates(self, node_id: str, prefill_tok_s: float, decode_tok_s: float) -> None:
+        """Feed a node's single-request rates directly (e.g. the true rates, for the oracle)."""
+        for name, value in (("prefill_tok_s", prefill_tok_s), ("decode_tok_s", decode_tok_s)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be > 0 (got {value})")
+        node = self.node(node_id)
+        node.prefill_tok_s, node.decode_tok_s = prefill_tok_s, decode_tok_s
+
     def on_assign(self, service: Service, prediction: Prediction) -> None:
+        """Book a decided service on its node so the next predictions see the load."""
         node = self.node(prediction.node_id)
         now = self.clock()
-        node.inflight[service.id] = (prediction.inference_s, now + prediction.transmission_s)
+        old = node.inflight.pop(service.id, None)
+        if old is not None:  # booked again (a retry): replace, never count twice
+            _remove(node.finishes_s, old.finish_s)
+            _remove(node.upload_ends_s, old.upload_end_s)
+        booking = Booking(
+            inference_s=prediction.inference_s,
+            upload_end_s=now + prediction.transmission_s,
+            finish_s=now + prediction.total_s,
+            concurrency=min(len(node.inflight) + 1, node.info.slots))
+        node.inflight[service.id] = booking
+        insort(node.finishes_s, booking.finish_s)
+        insort(node.upload_ends_s, booking.upload_end_s)
         node.assigned += 1
 
     def on_complete(self, outcome: Outcome) -> None:
@@ -179,20 +248,28 @@ class Cluster:
         node = self.nodes.get(outcome.node_id)
         if node is None:
             return
-        node.inflight.pop(outcome.service_id, None)
-        if outcome.status is Status.FAILED:
+        booking = node.inflight.pop(outcome.service_id, None)
+        if booking is not None:
+            _remove(node.finishes_s, booking.finish_s)
+            _remove(node.upload_ends_s, booking.upload_end_s)
+        if outcome.status is Status.FAILED or not self.learn_rates:
             return
         if outcome.inference_s > 0 and outcome.tokens_out > 0:
-            # Effective decode rate including prefill: what the next prediction needs.
-            measured = outcome.tokens_out / max(
-                1e-6, outcome.inference_s - outcome.tokens_in / node.prefill_tok_s)
-            if math.isfinite(measured) and measured > 0:
-                node.decode_tok_s = self._smooth(node.decode_tok_s, measured)
-        if outcome.transmission_s > 0 and outcome.input_bytes > 0:
-            pass  # bandwidth comes from the link's rate feed, not from one noisy transfer
+            # What we would have predicted for the tokens it actually processed, at the
+            # concurrency it was booked at; the ratio scales both rates (robust when the
+            # prefill part alone exceeds the measured time, unlike solving for one rate).
+            concurrency = booking.concurrency if booking is not None else 1
+            slowdown = 1 + node.info.concurrency_slowdown * (concurrency - 1)
+            predicted_s = (outcome.tokens_in / node.prefill_tok_s
+                           + outcome.tokens_out / node.decode_tok_s) * slowdown
+            ratio = outcome.inference_s / predicted_s  # > 1: the node is slower than believed
+            if math.isfinite(ratio) and ratio > 0:
+                node.prefill_tok_s = self._smooth(node.prefill_tok_s, node.prefill_tok_s / ratio)
+                node.decode_tok_s = self._smooth(node.decode_tok_s, node.decode_tok_s / ratio)
+        # Bandwidth comes from the link's rate feed, not from one noisy transfer.
 
     def expire(self) -> list[str]:
-        """Mark nodes whose heartbeats stopped as dead; return their ids."""
+        """Mark nodes whose heartbeats stopped as dead; return the ids that just died."""
         now = self.clock()
         dead = []
         for node in self.nodes.values():
@@ -214,36 +291,52 @@ class Cluster:
         return [n for n in self.nodes.values() if n.alive and n.serving]
 
     def predict(self, service: Service, node_id: str) -> Prediction:
-        """D-hat = upload at the current bandwidth share + queueing + inference (eq. 3)."""
-        node = self.node(node_id)
-        now = self.clock()
-        uploads = node.uploads_active(now)
-        share_mbit = node.bandwidth_mbit / (uploads + 1)
-        transmission_s = service.input_bytes * 8 / (share_mbit * 1e6)
-        inference_s = (service.estimated_prompt_tokens / node.prefill_tok_s
-                       + service.max_new_tokens / node.decode_tok_s)
-        busy = len(node.inflight)
-        slots = node.info.slots
-        queued_work_s = sum(work for work, _ in node.inflight.values())
-        queueing_s = 0.0 if busy < slots else queued_work_s / slots
-        d_hat = transmission_s + queueing_s + inference_s
-        c_max = slots + node.info.queue_capacity
-        compute_headroom = (c_max - (busy + 1)) / c_max
-        # Bandwidth this upload needs to leave the rest of the requirement for inference.
-        time_for_upload_s = service.deadline_s - queueing_s - inference_s
-        b_need_mbit = (service.input_bytes * 8 / 1e6 / time_for_upload_s
-                       if time_for_upload_s > 0 else math.inf)
-        bandwidth_headroom = ((share_mbit - b_need_mbit) / share_mbit
-                              if math.isfinite(b_need_mbit) else -1.0)
-        return Prediction(
-            node_id=node_id, transmission_s=transmission_s, queueing_s=queueing_s,
-            inference_s=inference_s, compute_headroom=compute_headroom,
-            bandwidth_headroom=bandwidth_headroom,
-            time_headroom=(service.deadline_s - d_hat) / service.deadline_s)
+        """D-hat and eq. 3's headrooms of `service` on `node_id` (see the module docstring)."""
+        return self.predict_node(service, self.node(node_id), self.clock())
 
     def predict_all(self, service: Service, nodes: Iterable[NodeState] | None = None
                     ) -> list[Prediction]:
-        return [self.predict(service, n.node_id) for n in (nodes or self.candidates())]
+        now = self.clock()
+        return [self.predict_node(service, n, now)
+                for n in (self.candidates() if nodes is None else nodes)]
+
+    def predict_node(self, service: Service, node: NodeState, now: float) -> Prediction:
+        """`predict` for a NodeState already in hand and a clock already read (hot path)."""
+        info = node.info
+        slots = info.slots
+        upload_ends = node.upload_ends_s
+        uploads = len(upload_ends) - bisect_right(upload_ends, now)
+        share_mbit = node.bandwidth_mbit / (uploads + 1)
+        bits = service.input_bytes * 8
+        transmission_s = bits / (share_mbit * 1e6)
+        booked = len(node.inflight)
+        concurrency = booked + 1 if booked < slots else slots
+        inference_s = (service.estimated_prompt_tokens / node.prefill_tok_s
+                       + service.max_new_tokens / node.decode_tok_s)
+        if concurrency > 1 and info.concurrency_slowdown:
+            inference_s *= 1 + info.concurrency_slowdown * (concurrency - 1)
+        if booked < slots:
+            queueing_s = 0.0
+        else:
+            slot_free_s = node.finishes_s[booked - slots]
+            queueing_s = max(0.0, slot_free_s - now - transmission_s)
+        deadline_s = service.deadline_s
+        c_max = slots + info.queue_capacity
+        load = node.queue_length + node.busy_slots
+        if load < booked:
+            load = booked
+        compute_headroom = (c_max - (load + 1)) / c_max
+        # Bandwidth this upload needs so that the rest of the requirement covers the wait and
+        # the inference: B_i = bits / (D − queueing − inference); headroom against our share.
+        time_for_upload_s = deadline_s - queueing_s - inference_s
+        if time_for_upload_s > 0:
+            b_need_mbit = bits / 1e6 / time_for_upload_s
+            bandwidth_headroom = (share_mbit - b_need_mbit) / share_mbit
+        else:
+            bandwidth_headroom = -1.0
+        d_hat = transmission_s + queueing_s + inference_s
+        return Prediction(node.info.node_id, transmission_s, queueing_s, inference_s,
+                          compute_headroom, bandwidth_headroom, (deadline_s - d_hat) / deadline_s)
 
     def _smooth(self, old: float, new: float) -> float:
         return (1 - self.rate_smoothing) * old + self.rate_smoothing * new

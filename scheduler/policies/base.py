@@ -9,6 +9,7 @@ comes from an injected seed. Callers own the cluster bookkeeping: after a decisi
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -21,7 +22,16 @@ from scheduler.service import Service
 
 
 class NoNodeError(RuntimeError):
-    """No node is registered, alive and serving."""
+    """No node the policy may choose is registered, alive and serving."""
+
+
+def require_candidates(policy: str, cluster: Cluster) -> list:
+    """The cluster's candidates, or NoNodeError saying why there are none."""
+    nodes = cluster.candidates()
+    if not nodes:
+        raise NoNodeError(f"{policy}: no node is alive and serving "
+                          f"(registered: {sorted(cluster.nodes) or 'none'})")
+    return nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +42,9 @@ class Decision:
     any_feasible: bool  # whether any candidate had f >= 0
     policy: str
     score: float = 0.0  # the policy's value for the chosen arm (UCB for CS-UCB)
+    # Seconds the caller should hold the service before dispatching it (cloud-only's
+    # deferred batching); already included in prediction.queueing_s. 0 for every other policy.
+    defer_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,25 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:  # subclasses validate and call super()
         pass
+
+    def _real(self, name: str, *, low: float = -math.inf, high: float = math.inf,
+              low_open: bool = False, high_open: bool = False) -> None:
+        """Check that field `name` is a finite real in the given range; store it as float.
+
+        Raises ValueError naming the field, the value received and the accepted range.
+        """
+        value = getattr(self, name)
+        accepted = (f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = (math.isfinite(value)
+                  and (value > low if low_open else value >= low)
+                  and (value < high if high_open else value <= high))
+        if not ok:
+            raise ValueError(f"{type(self).__name__}.{name} must be a finite number in "
+                             f"{accepted} (got {value!r})")
+        object.__setattr__(self, name, value)
 
 
 class Policy(ABC):
