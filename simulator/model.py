@@ -1,0 +1,124 @@
+"""The simulated world: links (shared capacity, fluctuating rate) and nodes (slots, FIFO queue,
+profile rates with concurrency slow-down, the energy model of scheduler/reward.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import simpy
+
+from simulator.engine import SharedServer
+
+
+@dataclass(frozen=True, slots=True)
+class NodeModel:
+    """What the simulator needs to know of a node's hardware (a HardwareProfile, or fitted)."""
+
+    prefill_tok_s: float
+    decode_tok_s: float
+    concurrency_slowdown: float  # rate_n = rate_1 / (1 + s·(n − 1))
+    idle_power_w: float
+    max_power_w: float
+    name: str = ""
+
+    def validate(self) -> None:
+        for field in ("prefill_tok_s", "decode_tok_s"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"{self.name or 'node model'}: {field} must be > 0 "
+                                 f"(got {getattr(self, field)})")
+        if self.concurrency_slowdown < 0:
+            raise ValueError(f"{self.name}: concurrency_slowdown must be >= 0 "
+                             f"(got {self.concurrency_slowdown})")
+        if not 0 <= self.idle_power_w <= self.max_power_w:
+            raise ValueError(f"{self.name}: need 0 <= idle_power_w <= max_power_w (got "
+                             f"{self.idle_power_w}, {self.max_power_w})")
+
+    def work_s(self, tokens_in: int, tokens_out: int) -> float:
+        """Inference time alone on the node (concurrency 1): prefill + decode."""
+        return tokens_in / self.prefill_tok_s + tokens_out / self.decode_tok_s
+
+
+class SimLink:
+    """The user→node link: concurrent uploads share its current rate equally."""
+
+    def __init__(self, env: simpy.Environment, name: str, rate_mbit: float,
+                 j_per_bit: float) -> None:
+        self.name = name
+        self.rate_mbit = rate_mbit
+        self.j_per_bit = j_per_bit
+        self.bytes_sent = 0
+        self.server = SharedServer(env, self._per_upload_bit_s)
+
+    def _per_upload_bit_s(self, n: int) -> float:
+        return self.rate_mbit * 1e6 / n
+
+    def set_rate(self, rate_mbit: float) -> None:
+        self.server.changed()  # bank progress at the old rate first
+        self.rate_mbit = rate_mbit
+        self.server.changed()
+
+    def upload(self, input_bytes: int, on_done: Callable[[], None]) -> None:
+        self.bytes_sent += input_bytes
+        if input_bytes <= 0:
+            on_done()
+            return
+        self.server.add(input_bytes * 8.0, lambda _energy_j: on_done())
+
+
+class SimNode:
+    """Slots served together (processor sharing with the profile's slow-down), then a FIFO
+    queue of `queue_capacity`; a service arriving at a full queue fails."""
+
+    def __init__(self, env: simpy.Environment, node_id: str, kind: str, model: NodeModel,
+                 slots: int, queue_capacity: int) -> None:
+        model.validate()
+        self.env = env
+        self.node_id, self.kind, self.model = node_id, kind, model
+        self.slots, self.queue_capacity = slots, queue_capacity
+        self.queue: deque[tuple[float, Callable[[float, float], None]]] = deque()
+        slowdown = model.concurrency_slowdown
+        idle_w = model.idle_power_w
+        dynamic_per_slot_w = (model.max_power_w - model.idle_power_w) / slots
+        # Work is in "seconds alone on the node"; n together each progress at 1/(1+s(n-1)).
+        # Power per running service as in scheduler/reward.py: P_idle/n + (P_max-P_idle)/slots,
+        # so n together draw P_idle + (P_max - P_idle)·n/slots.
+        self.server = SharedServer(env, lambda n: 1.0 / (1.0 + slowdown * (n - 1)),
+                                   lambda n: idle_w / n + dynamic_per_slot_w)
+        self.inference_j = 0.0
+        self.started = 0
+
+    @property
+    def running(self) -> int:
+        return self.server.active
+
+    def submit(self, work_s: float, on_start: Callable[[], None],
+               on_done: Callable[[float], None]) -> bool:
+        """Run now if a slot is free, else queue; False if the queue is full."""
+        if self.server.active < self.slots:
+            self._start(work_s, on_start, on_done)
+            return True
+        if len(self.queue) >= self.queue_capacity:
+            return False
+        self.queue.append((work_s, on_start, on_done))
+        return True
+
+    def _start(self, work_s: float, on_start: Callable[[], None],
+               on_done: Callable[[float], None]) -> None:
+        self.started += 1
+        on_start()
+
+        def finished(energy_j: float) -> None:
+            self.inference_j += energy_j
+            if self.queue:
+                self._start(*self.queue.popleft())
+            on_done(energy_j)
+
+        self.server.add(work_s, finished)
+
+    @property
+    def busy_s(self) -> float:
+        self.server.sync()
+        return self.server.busy_s

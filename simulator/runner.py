@@ -1,0 +1,368 @@
+"""One simulated run: a scenario's workload through one policy in the simulated world.
+
+The policy is built with scheduler.policies.create_policy and sees a scheduler.cluster.Cluster
+on the simulator's clock, exactly as in the gRPC scheduler: after each decision the runner
+calls cluster.on_assign; when a service completes (or fails) it calls cluster.on_complete and
+then policy.update with the measured outcome — delayed feedback at completion time.
+
+The path of a service: arrival → decision (held `defer_s` if the policy asks) → upload over
+the node's link (processor sharing with the other uploads at the link's current rate) → FIFO
+queue for a slot → inference (processor sharing among the slots, slowed by the profile's
+concurrency factor) → outcome. The answer's download is not modelled (tens of bytes of tokens
+against kilobytes to megabytes of input).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import simpy
+
+from scheduler.cluster import CLOUD, EDGE, Cluster, NodeInfo
+from scheduler.outcome import Energy, Outcome, Status
+from scheduler.policies.base import NoNodeError, Policy, create_policy
+from scheduler.reward import transmission_energy_j
+from scheduler.service import Service
+from scenarios.results import LinkRow, NodeRow, RequestRow
+from simulator.model import NodeModel, SimLink, SimNode
+
+BANDWIDTH_SOURCES = ("true", "nominal", "measured")
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A service and when it arrives (seconds since the run's start)."""
+
+    arrival_s: float
+    service: Service
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSetup:
+    """One node of the simulated world and its link."""
+
+    node_id: str
+    kind: str  # edge | cloud
+    model: NodeModel
+    slots: int
+    queue_capacity: int
+    link_rate_mbit: float
+    j_per_bit: float
+    profile: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RateChange:
+    """A link's rate from time_s on (the testbed's fluctuation schedule)."""
+
+    time_s: float
+    link: str
+    rate_mbit: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    at_s: float
+    kind: str  # kill-node | link-down
+    target: str
+    duration_s: float = 0.0
+
+
+@dataclass
+class SimResult:
+    policy: str
+    requests: list[RequestRow]
+    nodes: list[NodeRow]
+    links: list[LinkRow]
+    wall_s: float  # simulation wall time (building the world and running the events)
+    makespan_s: float
+    decisions: list[tuple[str, str]] = field(default_factory=list)  # (service id, node id)
+
+
+def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequence[Arrival],
+             *, seed: int = 0, rate_changes: Iterable[RateChange] = (),
+             bandwidth_source: str = "true", heartbeat_interval_s: float = 0.5,
+             heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
+             policy_params: Mapping[str, object] | None = None,
+             record_links: bool = True) -> SimResult:
+    """Run every arrival through `policy` and return the rows of the results layout."""
+    if bandwidth_source not in BANDWIDTH_SOURCES:
+        raise ValueError(f"bandwidth_source must be one of {BANDWIDTH_SOURCES} "
+                         f"(got {bandwidth_source!r})")
+    if not heartbeat_interval_s > 0:
+        raise ValueError(f"heartbeat_interval_s must be > 0 (got {heartbeat_interval_s})")
+    if not nodes:
+        raise ValueError("nodes: the simulated world needs at least one node")
+    started = time.perf_counter()
+    if isinstance(policy, str):
+        policy = create_policy(policy, seed=seed, **dict(policy_params or {}))
+    run = _Run(policy, nodes, arrivals, rate_changes, bandwidth_source, heartbeat_interval_s,
+               heartbeat_timeout_s, faults, record_links)
+    run.env.run(until=run.all_done)
+    return run.result(time.perf_counter() - started)
+
+
+class _Run:
+    def __init__(self, policy: Policy, setups: Sequence[NodeSetup],
+                 arrivals: Sequence[Arrival], rate_changes: Iterable[RateChange],
+                 bandwidth_source: str, heartbeat_interval_s: float,
+                 heartbeat_timeout_s: float, faults: Sequence[Fault],
+                 record_links: bool) -> None:
+        self.env = env = simpy.Environment()
+        self.policy = policy
+        self.cluster = Cluster(clock=lambda: env.now, heartbeat_timeout_s=heartbeat_timeout_s)
+        self.feed_bandwidth = bandwidth_source != "nominal"
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.setups = {s.node_id: s for s in setups}
+        if len(self.setups) != len(setups):
+            raise ValueError(f"nodes: duplicate node_id in {[s.node_id for s in setups]}")
+        self.links: dict[str, SimLink] = {}
+        self.nodes: dict[str, SimNode] = {}
+        self.dead: set[str] = set()
+        self.down: dict[str, float] = {}  # links that are down -> rate to restore
+        for s in setups:
+            if s.kind not in (EDGE, CLOUD):
+                raise ValueError(f"node {s.node_id}: kind must be edge or cloud (got {s.kind!r})")
+            self.links[s.node_id] = SimLink(env, s.node_id, s.link_rate_mbit, s.j_per_bit)
+            self.nodes[s.node_id] = SimNode(env, s.node_id, s.kind, s.model, s.slots,
+                                            s.queue_capacity)
+            self.cluster.register(NodeInfo(
+                node_id=s.node_id, address=f"sim:{s.node_id}", kind=s.kind, slots=s.slots,
+                link_rate_mbit=s.link_rate_mbit, profile=s.profile,
+                idle_power_w=s.model.idle_power_w, max_power_w=s.model.max_power_w,
+                prefill_tok_s=s.model.prefill_tok_s, decode_tok_s=s.model.decode_tok_s,
+                queue_capacity=s.queue_capacity, transmission_j_per_bit=s.j_per_bit,
+                concurrency_slowdown=s.model.concurrency_slowdown))
+        self.policy_name = policy.name
+        self.arrivals = sorted(arrivals, key=lambda a: a.arrival_s)
+        self.remaining = len(self.arrivals)
+        self.rows: list[RequestRow] = []
+        self.link_rows: list[LinkRow] = []
+        self.record_links = record_links
+        self.decisions: list[tuple[str, str]] = []
+        self.end_s = 0.0
+        self.all_done = env.event()
+        if record_links:
+            for s in setups:
+                self.link_rows.append(LinkRow(policy.name, 0.0, s.node_id, s.link_rate_mbit))
+        self._schedule_rates(rate_changes)
+        for fault in faults:
+            self._schedule_fault(fault)
+        if self.arrivals:
+            self._at(self.arrivals[0].arrival_s, self._arrive, 0)
+            self._at(0.0, self._heartbeat)
+        else:
+            self.all_done.succeed()
+
+    # --- scheduling helpers ---------------------------------------------------------------
+    def _at(self, time_s: float, fn: Callable, *args) -> None:
+        timer = self.env.timeout(max(0.0, time_s - self.env.now))
+        timer.callbacks.append(lambda _e: fn(*args))
+
+    def _schedule_rates(self, rate_changes: Iterable[RateChange]) -> None:
+        changes = sorted(rate_changes, key=lambda c: c.time_s)
+        for change in changes:
+            if change.link not in self.links:
+                raise ValueError(f"rate change for unknown link {change.link!r}; links: "
+                                 f"{sorted(self.links)}")
+        if not changes:
+            return
+        # One pending timer at a time: a long schedule must not keep the run alive.
+        def apply(i: int) -> None:
+            if self.all_done.triggered:
+                return
+            now = changes[i].time_s
+            while i < len(changes) and changes[i].time_s <= now:
+                self._set_rate(changes[i].link, changes[i].rate_mbit)
+                i += 1
+            if i < len(changes):
+                self._at(changes[i].time_s, apply, i)
+        self._at(changes[0].time_s, apply, 0)
+
+    def _set_rate(self, link: str, rate_mbit: float) -> None:
+        sim_link = self.links[link]
+        if link in self.down:
+            self.down[link] = rate_mbit  # applied when the link comes back up
+            return
+        sim_link.set_rate(rate_mbit)
+        if self.feed_bandwidth and rate_mbit > 0:
+            self.cluster.set_bandwidth(link, rate_mbit)
+        if self.record_links:
+            self.link_rows.append(LinkRow(self.policy_name, self.env.now, link, rate_mbit))
+
+    def _schedule_fault(self, fault: Fault) -> None:
+        if fault.target not in self.nodes:
+            raise ValueError(f"fault target {fault.target!r} unknown; nodes: {sorted(self.nodes)}")
+        if fault.kind == "kill-node":
+            self._at(fault.at_s, self._kill, fault.target)
+        elif fault.kind == "link-down":
+            self._at(fault.at_s, self._link_down, fault.target)
+            self._at(fault.at_s + fault.duration_s, self._link_up, fault.target)
+        else:
+            raise ValueError(f"fault kind must be kill-node or link-down (got {fault.kind!r})")
+
+    def _kill(self, node_id: str) -> None:
+        # The node stops: its heartbeats stop (the cluster expires it after the timeout) and
+        # each service it held fails at that service's next event (upload or inference end),
+        # as a client sees a reset connection.
+        self.dead.add(node_id)
+
+    def _link_down(self, link: str) -> None:
+        current = self.links[link].rate_mbit
+        self.links[link].set_rate(0.0)
+        self.down[link] = current
+        if self.record_links:
+            self.link_rows.append(LinkRow(self.policy_name, self.env.now, link, 0.0))
+
+    def _link_up(self, link: str) -> None:
+        rate = self.down.pop(link, self.setups[link].link_rate_mbit)
+        self._set_rate(link, rate)
+
+    def _heartbeat(self) -> None:
+        if self.all_done.triggered:
+            return
+        for node_id, node in self.nodes.items():
+            if node_id in self.dead:
+                continue
+            self.cluster.heartbeat(node_id, queue_length=len(node.queue),
+                                   busy_slots=node.running)
+        if self.dead:
+            self.cluster.expire()
+        self._at(self.env.now + self.heartbeat_interval_s, self._heartbeat)
+
+    # --- the path of one service ------------------------------------------------------------
+    def _arrive(self, index: int) -> None:
+        arrival = self.arrivals[index]
+        if index + 1 < len(self.arrivals):
+            self._at(self.arrivals[index + 1].arrival_s, self._arrive, index + 1)
+        service = arrival.service
+        try:
+            decision = self.policy.select(service, self.cluster)
+        except NoNodeError as exc:
+            self._finish_failed(arrival, "", 0.0, 0.0, 0, str(exc), learn=False)
+            return
+        self.cluster.on_assign(service, decision.prediction)
+        node_id = decision.node_id
+        self.decisions.append((service.id, node_id))
+        flight = _Flight(self, arrival, node_id, decision.prediction.f)
+        if decision.defer_s > 0:
+            self._at(self.env.now + decision.defer_s, flight.dispatch)
+        else:
+            flight.dispatch()
+
+    def _finish_failed(self, arrival: Arrival, node_id: str, transmission_s: float,
+                       waited_s: float, sent_bytes: int, error: str, learn: bool = True,
+                       constraint_f: float = 0.0) -> None:
+        service = arrival.service
+        j_per_bit = self.setups[node_id].j_per_bit if node_id else 0.0
+        energy = Energy(transmission_j=transmission_energy_j(sent_bytes, j_per_bit))
+        outcome = Outcome(
+            service_id=service.id, node_id=node_id, status=Status.FAILED,
+            deadline_s=service.deadline_s, total_s=transmission_s + waited_s,
+            service_class=service.service_class, transmission_s=transmission_s,
+            queueing_s=waited_s, input_bytes=service.input_bytes, energy=energy, error=error,
+            constraint_f=constraint_f)
+        self._record(arrival, outcome, learn)
+
+    def _record(self, arrival: Arrival, outcome: Outcome, learn: bool = True) -> None:
+        if learn:
+            self.cluster.on_complete(outcome)
+            self.policy.update(outcome)
+        self.rows.append(RequestRow.from_outcome(self.policy_name, outcome, arrival.arrival_s))
+        if outcome.status is not Status.FAILED:
+            self.end_s = max(self.end_s, self.env.now)
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.end_s = max(self.end_s, self.env.now)
+            self.all_done.succeed()
+
+    # --- results ----------------------------------------------------------------------------
+    def result(self, wall_s: float) -> SimResult:
+        end_s = self.end_s
+        node_rows = []
+        for node_id, node in self.nodes.items():
+            busy_s = min(node.busy_s, end_s)
+            idle_s = max(0.0, end_s - busy_s)
+            node_rows.append(NodeRow(
+                policy=self.policy_name, node_id=node_id, kind=node.kind, busy_s=busy_s,
+                idle_s=idle_s, inference_j=node.inference_j,
+                idle_j=node.model.idle_power_w * idle_s, method="modelled"))
+        return SimResult(self.policy_name, self.rows, node_rows, self.link_rows, wall_s,
+                         end_s, self.decisions)
+
+
+class _Flight:
+    """One service on its way: upload, queue, inference."""
+
+    __slots__ = ("run", "arrival", "node_id", "f", "dispatched_s", "uploaded_s", "started_s",
+                 "tokens_in", "tokens_out")
+
+    def __init__(self, run: _Run, arrival: Arrival, node_id: str, f: float) -> None:
+        self.run, self.arrival, self.node_id, self.f = run, arrival, node_id, f
+        service = arrival.service
+        self.tokens_in = service.estimated_prompt_tokens
+        self.tokens_out = service.max_new_tokens
+        self.dispatched_s = self.uploaded_s = self.started_s = 0.0
+
+    def dispatch(self) -> None:
+        run = self.run
+        self.dispatched_s = run.env.now
+        if self.node_id in run.dead:
+            self._fail(0.0, 0, "node unreachable")
+            return
+        run.links[self.node_id].upload(self.arrival.service.input_bytes, self.uploaded)
+
+    def uploaded(self) -> None:
+        run = self.run
+        self.uploaded_s = run.env.now
+        if self.node_id in run.dead:
+            self._fail(self.uploaded_s - self.dispatched_s,
+                       self.arrival.service.input_bytes, "node unreachable")
+            return
+        node = run.nodes[self.node_id]
+        work_s = node.model.work_s(self.tokens_in, self.tokens_out)
+        if not node.submit(work_s, self.started, self.finished):
+            self._fail(self.uploaded_s - self.dispatched_s, self.arrival.service.input_bytes,
+                       f"queue full ({node.queue_capacity} waiting)")
+
+    def started(self) -> None:
+        self.started_s = self.run.env.now
+
+    def _fail(self, transmission_s: float, sent_bytes: int, error: str) -> None:
+        waited_s = self.dispatched_s - self.arrival.arrival_s
+        self.run._finish_failed(self.arrival, self.node_id, transmission_s, waited_s,
+                                sent_bytes, error, constraint_f=self.f)
+
+    def finished(self, inference_j: float) -> None:
+        run = self.run
+        now = run.env.now
+        service = self.arrival.service
+        if self.node_id in run.dead:
+            self._fail(self.uploaded_s - self.dispatched_s, service.input_bytes,
+                       "node unreachable")
+            return
+        setup = run.setups[self.node_id]
+        transmission_s = self.uploaded_s - self.dispatched_s
+        # Queueing: held by the policy (defer) plus waiting for a slot.
+        queueing_s = (self.dispatched_s - self.arrival.arrival_s) + (self.started_s
+                                                                     - self.uploaded_s)
+        inference_s = now - self.started_s
+        total_s = now - self.arrival.arrival_s
+        # Energy by part as scheduler/reward.py models it (eq. 2): bytes x J/bit; the
+        # service's share of the node's power integrated while it ran; P_idle while it was on
+        # its way and waiting.
+        energy = Energy(
+            transmission_j=transmission_energy_j(service.input_bytes, setup.j_per_bit),
+            inference_j=inference_j,
+            idle_j=setup.model.idle_power_w * (transmission_s + queueing_s))
+        outcome = Outcome(
+            service_id=service.id, node_id=self.node_id,
+            status=Outcome.status_for(total_s, service.deadline_s),
+            deadline_s=service.deadline_s, total_s=total_s,
+            service_class=service.service_class, transmission_s=transmission_s,
+            queueing_s=queueing_s, inference_s=inference_s, tokens_in=self.tokens_in,
+            tokens_out=self.tokens_out, input_bytes=service.input_bytes, energy=energy,
+            constraint_f=self.f)
+        run._record(self.arrival, outcome)
