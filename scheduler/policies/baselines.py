@@ -1,0 +1,276 @@
+"""The baselines CS-UCB is compared against, each named for what it is.
+
+Every baseline reads the same cluster predictions (scheduler.cluster) and energy model
+(scheduler.reward) as CS-UCB, so a difference in results comes from the decision rule alone.
+Each class docstring says what it models and what it simplifies. `Decision.any_feasible` is
+computed over all candidates for every policy, so it means the same thing in every result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler.cluster import CLOUD, EDGE, Cluster, NodeState, Prediction
+from scheduler.policies.base import (Decision, NoNodeError, Policy, PolicyConfig,
+                                     register_policy, require_candidates)
+from scheduler.reward import predicted_energy
+from scheduler.service import Service
+
+
+def _predict(cluster: Cluster, service: Service, nodes: list[NodeState]
+             ) -> list[tuple[NodeState, Prediction]]:
+    now = cluster.clock()
+    return [(n, cluster.predict_node(service, n, now)) for n in nodes]
+
+
+def _any_feasible(cluster: Cluster, service: Service, candidates: list[NodeState],
+                  known: list[tuple[NodeState, Prediction]] = ()) -> bool:
+    if any(p.f >= 0 for _, p in known):
+        return True
+    seen = {n.node_id for n, _ in known}
+    now = cluster.clock()
+    return any(cluster.predict_node(service, n, now).f >= 0
+               for n in candidates if n.node_id not in seen)
+
+
+def _of_kind(policy: str, kind: str, candidates: list[NodeState]) -> list[NodeState]:
+    nodes = [n for n in candidates if n.kind == kind]
+    if not nodes:
+        raise NoNodeError(f"{policy}: no {kind} node is alive and serving "
+                          f"(candidates: {[n.node_id for n in candidates]})")
+    return nodes
+
+
+def _decide(policy: Policy, service: Service, cluster: Cluster, candidates: list[NodeState],
+            node: NodeState, prediction: Prediction | None = None, score: float = 0.0,
+            known: list[tuple[NodeState, Prediction]] = ()) -> Decision:
+    if prediction is None:
+        prediction = cluster.predict_node(service, node, cluster.clock())
+    policy.t += 1
+    return Decision(service.id, node.node_id, prediction,
+                    _any_feasible(cluster, service, candidates, known), policy.name, score)
+
+
+def _with_deferral(p: Prediction, defer_s: float, deadline_s: float) -> Prediction:
+    """The prediction of a service held `defer_s` before dispatch.
+
+    Its wait beyond the upload becomes max(queueing, defer): slots that free during the
+    deferral are no longer waited for. The bandwidth headroom is recomputed with the identity
+    (share − need)/share = 1 − transmission_s / (time left for the upload).
+    """
+    queueing_s = max(p.queueing_s, defer_s)
+    time_for_upload_s = deadline_s - queueing_s - p.inference_s
+    bandwidth = 1.0 - p.transmission_s / time_for_upload_s if time_for_upload_s > 0 else -1.0
+    d_hat = p.transmission_s + queueing_s + p.inference_s
+    return Prediction(p.node_id, p.transmission_s, queueing_s, p.inference_s,
+                      p.compute_headroom, bandwidth, (deadline_s - d_hat) / deadline_s)
+
+
+@dataclass(frozen=True)
+class CloudOnlyConfig(PolicyConfig):
+    """max_wait_s: longest a service is held to fill a batch (s, >= 0; 0 disables deferral).
+    batch_size: services per batch (>= 0); 0 means the chosen cloud node's slots."""
+
+    max_wait_s: float = 0.25
+    batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        self._real("max_wait_s", low=0.0)
+        if (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                or self.batch_size < 0):
+            raise ValueError(f"CloudOnlyConfig.batch_size must be an integer >= 0 "
+                             f"(got {self.batch_size!r})")
+        super().__post_init__()
+
+
+class _Window:
+    __slots__ = ("open_s", "count", "size")
+
+    def __init__(self, open_s: float, size: int) -> None:
+        self.open_s, self.count, self.size = open_s, 0, size
+
+
+@register_policy("cloud-only")
+class CloudOnly(Policy):
+    """FineInfer-style cloud-only serving with deferred batching.
+
+    Models: every service goes to the cloud; services are held until a batch fills the cloud
+    node's slots (or `batch_size`) or until `max_wait_s` after the batch's first service,
+    then dispatched together. Among several cloud nodes, the one with the least predicted
+    total time (deferral included) is chosen. A slot of services (select_batch) is itself a
+    batch and is not deferred.
+    Simplifies: the deferral is enacted by the caller, which holds each service
+    `Decision.defer_s` seconds (it is also in the prediction's queueing). That value is fixed
+    when the service is decided: if a later service fills the batch early, the earlier ones
+    still wait their full `defer_s` (FineInfer would release them at once). No deadline
+    awareness, as in FineInfer's cloud-only setting.
+    """
+
+    config_class = CloudOnlyConfig
+    config: CloudOnlyConfig
+
+    def __init__(self, config: CloudOnlyConfig | None = None, seed: int = 0) -> None:
+        super().__init__(config, seed)
+        self._windows: dict[str, _Window] = {}
+        self._in_slot = False
+
+    def _defer_s(self, node: NodeState, now: float, commit: bool) -> float:
+        if self._in_slot or self.config.max_wait_s == 0:
+            return 0.0
+        size = self.config.batch_size or node.info.slots
+        w = self._windows.get(node.node_id)
+        if w is None or w.count >= w.size or now >= w.open_s + self.config.max_wait_s:
+            w = _Window(now, size)  # the previous batch has left: open a new one
+            if commit:
+                self._windows[node.node_id] = w
+        if commit:
+            w.count += 1
+        filled = w.count + (0 if commit else 1) >= w.size
+        return 0.0 if filled else w.open_s + self.config.max_wait_s - now
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        clouds = _of_kind(self.name, CLOUD, candidates)
+        now = cluster.clock()
+        best = None
+        for node, p in _predict(cluster, service, clouds):
+            defer_s = self._defer_s(node, now, commit=False)
+            p = _with_deferral(p, defer_s, service.deadline_s) if defer_s else p
+            if best is None or p.total_s < best[1].total_s:
+                best = (node, p)
+        node, _ = best
+        defer_s = self._defer_s(node, now, commit=True)
+        p = cluster.predict_node(service, node, now)
+        p = _with_deferral(p, defer_s, service.deadline_s) if defer_s else p
+        self.t += 1
+        return Decision(service.id, node.node_id, p,
+                        _any_feasible(cluster, service, candidates), self.name,
+                        -p.total_s, defer_s)
+
+    def select_batch(self, services: list[Service], cluster: Cluster) -> list[Decision]:
+        self._in_slot = True
+        try:
+            return super().select_batch(services, cluster)
+        finally:
+            self._in_slot = False
+
+
+@register_policy("edge-only")
+class EdgeOnly(Policy):
+    """AGOD-style edge-only offloading.
+
+    Models: services go only to edge nodes, to the edge with the least predicted processing
+    time (upload at its current bandwidth share + queueing + inference); ties to the less
+    loaded edge, then registration order.
+    Simplifies: AGOD learns its offloading with a diffusion model and deep RL; here the
+    decision is the greedy optimum of the same predictions CS-UCB reads, which is at least as
+    good as a learned approximation of it. No deadline or energy term.
+    """
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        scored = _predict(cluster, service, _of_kind(self.name, EDGE, candidates))
+        node, p = min(scored, key=lambda np: (np[1].total_s, np[0].load() / np[0].info.slots))
+        return _decide(self, service, cluster, candidates, node, p, -p.total_s, scored)
+
+
+@register_policy("edge-cloud")
+class EdgeCloud(Policy):
+    """RewardlessGuidance-style edge-cloud offloading without deadline awareness.
+
+    Models: edge and cloud nodes alike; each service goes to the node of least predicted
+    energy (scheduler.reward: transmission + inference + idle while uploading and queueing).
+    Load enters through the queueing time, whose idle energy grows with the queue, so work
+    spreads as nodes fill.
+    Simplifies: RewardlessGuidance minimises expected free energy with active inference; here
+    the objective is the modelled energy of the same predictions, minimised greedily. It never
+    looks at the processing-time requirement.
+    """
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        scored = _predict(cluster, service, candidates)
+        energies = [predicted_energy(n, service.input_bytes, p).total_j for n, p in scored]
+        i = min(range(len(scored)), key=energies.__getitem__)
+        node, p = scored[i]
+        return _decide(self, service, cluster, candidates, node, p, -energies[i], scored)
+
+
+@register_policy("round-robin")
+class RoundRobin(Policy):
+    """Round-robin: each service to the next candidate after the last one chosen, in
+    registration order, skipping nodes that are down. Reads no prediction to decide."""
+
+    def __init__(self, config: PolicyConfig | None = None, seed: int = 0) -> None:
+        super().__init__(config, seed)
+        self._last: str | None = None
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        ids = list(cluster.nodes)
+        start = ids.index(self._last) + 1 if self._last in cluster.nodes else 0
+        up = {n.node_id: n for n in candidates}
+        node = next(up[i] for i in ids[start:] + ids[:start] if i in up)
+        self._last = node.node_id
+        return _decide(self, service, cluster, candidates, node)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "last": self._last}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._last = state.get("last")
+
+
+@register_policy("random")
+class RandomChoice(Policy):
+    """Uniformly random candidate, from the policy's seeded RNG. Reads no prediction."""
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        return _decide(self, service, cluster, candidates, self.rng.choice(candidates))
+
+
+@register_policy("least-loaded")
+class LeastLoaded(Policy):
+    """Least-loaded: the candidate with the fewest services in flight per slot (our bookings,
+    or the node's reported queue + busy slots if more); ties to registration order.
+    Ignores bandwidth, rates, deadlines and energy."""
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        node = min(candidates, key=lambda n: n.load() / n.info.slots)
+        return _decide(self, service, cluster, candidates, node,
+                       score=-node.load() / node.info.slots)
+
+
+@register_policy("oracle")
+class Oracle(Policy):
+    """An upper reference that knows the true rates.
+
+    Models: the caller feeds its cluster the true rates (register/`set_rates`, a cluster
+    built with learn_rates=False) and true bandwidths (`set_bandwidth`), so the predictions
+    are exact up to the queueing model. Among the nodes meeting eq. 3 (f >= 0: deadline,
+    compute and bandwidth) it picks the least predicted energy (ties: least total time); if
+    none does, the least predicted total time.
+    Simplifies: greedy per service (myopic: it does not hold capacity back for later
+    services), and it is only as exact as the queueing model of scheduler.cluster.
+    """
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        candidates = require_candidates(self.name, cluster)
+        scored = _predict(cluster, service, candidates)
+        feasible = [(n, p) for n, p in scored if p.f >= 0]
+        if feasible:
+            pairs = [(predicted_energy(n, service.input_bytes, p).total_j, p.total_s, i)
+                     for i, (n, p) in enumerate(feasible)]
+            energy_j, _, i = min(pairs)
+            node, p = feasible[i]
+            return _decide(self, service, cluster, candidates, node, p, -energy_j, scored)
+        node, p = min(scored, key=lambda np: np[1].total_s)
+        return _decide(self, service, cluster, candidates, node, p, -p.total_s, scored)
+
+
+__all__ = ["CloudOnly", "CloudOnlyConfig", "EdgeOnly", "EdgeCloud", "RoundRobin",
+           "RandomChoice", "LeastLoaded", "Oracle"]
