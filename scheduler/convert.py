@@ -1,0 +1,185 @@
+"""Conversion between the perllm.v1 protobuf messages and the scheduler's dataclasses.
+
+The policies and the cluster only ever see dataclasses (scheduler.service, scheduler.outcome,
+scheduler.cluster); this module is the one place that knows the wire format. Functions that read
+a request raise ValueError naming the field and the value, which the servicer turns into
+INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import math
+
+from perllm.v1 import common_pb2, scheduler_pb2
+from scheduler.cluster import CLOUD, EDGE, NodeInfo, NodeState
+from scheduler.outcome import Energy, Outcome, Status
+from scheduler.policies.base import ArmStat, Decision
+from scheduler.service import Service
+
+_KIND_FROM_PB = {common_pb2.NODE_KIND_EDGE: EDGE, common_pb2.NODE_KIND_CLOUD: CLOUD}
+_KIND_TO_PB = {v: k for k, v in _KIND_FROM_PB.items()}
+
+_STATUS_FROM_PB = {
+    common_pb2.OUTCOME_STATUS_MET: Status.MET,
+    common_pb2.OUTCOME_STATUS_MISSED: Status.MISSED,
+    common_pb2.OUTCOME_STATUS_FAILED: Status.FAILED,
+}
+_STATUS_TO_PB = {v: k for k, v in _STATUS_FROM_PB.items()}
+
+# Energy.*_method strings <-> EnergyMethod; "" and unknown strings map to UNSPECIFIED.
+_METHOD_TO_PB = {
+    "modelled": common_pb2.ENERGY_METHOD_MODELLED,
+    "rapl": common_pb2.ENERGY_METHOD_RAPL,
+    "nvml": common_pb2.ENERGY_METHOD_NVML,
+    "counters": common_pb2.ENERGY_METHOD_COUNTERS,
+}
+_METHOD_FROM_PB = {v: k for k, v in _METHOD_TO_PB.items()}
+
+
+# --- services --------------------------------------------------------------------------------
+def service_from_proto(pb: common_pb2.Service) -> Service:
+    """A validated Service. input_bytes 0 means 'not declared': the prompt plus attachment size.
+
+    Sampling: when the message carries no SamplingParams the Service defaults apply; when it
+    does, its values are taken as sent (temperature 0 is greedy, top_k 0 no filter).
+    """
+    input_bytes = pb.input_bytes
+    if input_bytes == 0:
+        input_bytes = len(pb.prompt.encode("utf-8")) + len(pb.attachment)
+    sampling = {}
+    if pb.HasField("sampling"):
+        sampling = dict(temperature=pb.sampling.temperature, top_k=pb.sampling.top_k,
+                        seed=pb.sampling.seed)
+    if not math.isfinite(pb.deadline_s):
+        raise ValueError(f"service.deadline_s must be finite and > 0 (got {pb.deadline_s})")
+    service = Service(
+        id=pb.id, prompt=pb.prompt, input_bytes=input_bytes,
+        max_new_tokens=pb.max_new_tokens, deadline_s=pb.deadline_s,
+        service_class=pb.service_class or "default", **sampling)
+    service.validate()
+    return service
+
+
+# --- nodes -----------------------------------------------------------------------------------
+def node_info_from_proto(pb: scheduler_pb2.RegisterNodeRequest) -> NodeInfo:
+    """A validated NodeInfo from RegisterNode (ValueError names the bad field)."""
+    if pb.kind not in _KIND_FROM_PB:
+        known = pb.kind in common_pb2.NodeKind.values()
+        got = common_pb2.NodeKind.Name(pb.kind) if known else str(pb.kind)
+        raise ValueError(f"kind must be NODE_KIND_EDGE or NODE_KIND_CLOUD (got {got})")
+    kwargs = dict(
+        node_id=pb.node_id, address=pb.address, kind=_KIND_FROM_PB[pb.kind], slots=pb.slots,
+        link_rate_mbit=pb.link_rate_mbit, profile=pb.profile, idle_power_w=pb.idle_power_w,
+        max_power_w=pb.max_power_w, prefill_tok_s=pb.prefill_tok_s,
+        decode_tok_s=pb.decode_tok_s, transmission_j_per_bit=pb.transmission_j_per_bit)
+    if pb.queue_capacity:  # 0 on the wire means "not declared": keep NodeInfo's default
+        kwargs["queue_capacity"] = pb.queue_capacity
+    for name in ("link_rate_mbit", "idle_power_w", "max_power_w", "prefill_tok_s",
+                 "decode_tok_s", "transmission_j_per_bit"):
+        if not math.isfinite(kwargs[name]):
+            raise ValueError(f"{name} must be finite (got {kwargs[name]})")
+    info = NodeInfo(**kwargs)
+    info.validate()
+    return info
+
+
+def kind_to_proto(kind: str) -> int:
+    return _KIND_TO_PB.get(kind, common_pb2.NODE_KIND_UNSPECIFIED)
+
+
+def node_stats_to_proto(node: NodeState) -> scheduler_pb2.NodeStats:
+    return scheduler_pb2.NodeStats(
+        node_id=node.node_id, alive=node.alive and node.serving,
+        queue_length=node.queue_length, busy_slots=node.busy_slots,
+        prefill_tok_s=node.prefill_tok_s, decode_tok_s=node.decode_tok_s,
+        link_rate_mbit=node.bandwidth_mbit, assigned=node.assigned)
+
+
+# --- decisions -------------------------------------------------------------------------------
+def decision_to_proto(decision: Decision, address: str) -> scheduler_pb2.ScheduleResponse:
+    p = decision.prediction
+    return scheduler_pb2.ScheduleResponse(
+        service_id=decision.service_id, node_id=decision.node_id, address=address,
+        predicted_transmission_s=p.transmission_s, predicted_queueing_s=p.queueing_s,
+        predicted_inference_s=p.inference_s, predicted_total_s=p.total_s,
+        constraint_f=_finite(p.f), feasible=decision.any_feasible, policy=decision.policy)
+
+
+def arm_stat_to_proto(arm: ArmStat) -> scheduler_pb2.ArmStats:
+    return scheduler_pb2.ArmStats(
+        service_class=arm.service_class, node_id=arm.node_id, plays=arm.plays,
+        mean_reward=_finite(arm.mean_reward), ucb=_finite(arm.ucb),
+        success_rate=arm.success_rate)
+
+
+def _finite(x: float) -> float:
+    """Untried arms have an infinite UCB and a down link an infinite f: clamp for the wire
+    so that clients in languages without IEEE infinities still parse the number."""
+    if math.isnan(x):
+        return 0.0
+    return max(-1e300, min(1e300, x))
+
+
+# --- outcomes --------------------------------------------------------------------------------
+def energy_from_proto(pb: common_pb2.EnergyBreakdown) -> Energy:
+    return Energy(
+        transmission_j=pb.transmission_j, inference_j=pb.inference_j, idle_j=pb.idle_j,
+        transmission_method=_METHOD_FROM_PB.get(pb.transmission_method, ""),
+        inference_method=_METHOD_FROM_PB.get(pb.inference_method, ""),
+        idle_method=_METHOD_FROM_PB.get(pb.idle_method, ""))
+
+
+def energy_to_proto(energy: Energy) -> common_pb2.EnergyBreakdown:
+    return common_pb2.EnergyBreakdown(
+        transmission_j=energy.transmission_j, inference_j=energy.inference_j,
+        idle_j=energy.idle_j, total_j=energy.total_j,
+        transmission_method=_METHOD_TO_PB.get(energy.transmission_method, 0),
+        inference_method=_METHOD_TO_PB.get(energy.inference_method, 0),
+        idle_method=_METHOD_TO_PB.get(energy.idle_method, 0))
+
+
+_NONNEGATIVE_OUTCOME_FIELDS = ("transmission_s", "queueing_s", "inference_s", "total_s",
+                               "tokens_in", "tokens_out", "input_bytes")
+
+
+def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
+    """A checked Outcome from ReportOutcome (ValueError names the bad field and value).
+
+    The node id is checked against the cluster by the caller, which knows the nodes.
+    """
+    if pb.status not in _STATUS_FROM_PB:
+        raise ValueError(f"outcome.status must be MET, MISSED or FAILED (got {pb.status})")
+    if not pb.service_id:
+        raise ValueError(f"outcome.service_id must not be empty (got {pb.service_id!r})")
+    for name in _NONNEGATIVE_OUTCOME_FIELDS:
+        value = getattr(pb, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"outcome.{name} must be >= 0 (got {value})")
+    for name in ("transmission_j", "inference_j", "idle_j"):
+        value = getattr(pb.energy, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"outcome.energy.{name} must be >= 0 (got {value})")
+    if not (pb.deadline_s > 0 and math.isfinite(pb.deadline_s)):
+        raise ValueError(f"outcome.deadline_s must be > 0 (got {pb.deadline_s})")
+    if not math.isfinite(pb.constraint_f):
+        raise ValueError(f"outcome.constraint_f must be finite (got {pb.constraint_f})")
+    return Outcome(
+        service_id=pb.service_id, node_id=pb.node_id, status=_STATUS_FROM_PB[pb.status],
+        deadline_s=pb.deadline_s, total_s=pb.total_s,
+        service_class=pb.service_class or "default", transmission_s=pb.transmission_s,
+        queueing_s=pb.queueing_s, inference_s=pb.inference_s, tokens_in=pb.tokens_in,
+        tokens_out=pb.tokens_out, input_bytes=pb.input_bytes,
+        energy=energy_from_proto(pb.energy), error=pb.error, attempts=pb.attempts or 1,
+        constraint_f=pb.constraint_f)
+
+
+def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:
+    return common_pb2.Outcome(
+        service_id=outcome.service_id, node_id=outcome.node_id,
+        service_class=outcome.service_class, status=_STATUS_TO_PB[outcome.status],
+        transmission_s=outcome.transmission_s, queueing_s=outcome.queueing_s,
+        inference_s=outcome.inference_s, total_s=outcome.total_s,
+        deadline_s=outcome.deadline_s, tokens_in=outcome.tokens_in,
+        tokens_out=outcome.tokens_out, input_bytes=outcome.input_bytes,
+        energy=energy_to_proto(outcome.energy), error=outcome.error,
+        attempts=outcome.attempts, constraint_f=_finite(outcome.constraint_f))

@@ -1,0 +1,578 @@
+"""The gRPC SchedulerService in-process on port 0: every RPC, bad input, health, reflection,
+heartbeat expiry, the bandwidth feed and gateway-mode Submit against fake inference nodes.
+
+The policy here is a tiny deterministic one defined below (fewest services in flight, then
+registration order), so the tests pin the server's behaviour, not a policy's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from perllm.v1 import common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2
+from perllm.v1 import scheduler_pb2_grpc
+from scheduler.cluster import Cluster
+from scheduler.outcome import Outcome, Status
+from scheduler.policies.base import (POLICIES, ArmStat, Decision, NoNodeError, Policy,
+                                     register_policy)
+from scheduler.server import ServerConfig, create_server, stop_server
+from scheduler.service import Service
+
+RPC_TIMEOUT_S = 10.0
+TEST_POLICY = "test-fewest-inflight"
+
+
+class FewestInflight(Policy):
+    """Fewest services in flight, ties to the first registered; counts plays per arm."""
+
+    def __init__(self, config=None, seed: int = 0) -> None:
+        super().__init__(config, seed)
+        self.plays: dict[str, int] = {}
+        self.met: dict[str, int] = {}
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        nodes = cluster.candidates()
+        if not nodes:
+            raise NoNodeError("no candidate")
+        node = min(nodes, key=lambda n: len(n.inflight))
+        p = cluster.predict(service, node.node_id)
+        self.t += 1
+        return Decision(service.id, node.node_id, p, p.feasible, self.name)
+
+    def update(self, outcome: Outcome) -> float:
+        key = f"{outcome.service_class}/{outcome.node_id}"
+        self.plays[key] = self.plays.get(key, 0) + 1
+        self.met[key] = self.met.get(key, 0) + outcome.met
+        return 1.0 if outcome.met else -1.0
+
+    def arm_stats(self, cluster: Cluster) -> list[ArmStat]:
+        out = []
+        for key, plays in sorted(self.plays.items()):
+            cls, node_id = key.split("/")
+            out.append(ArmStat(cls, node_id, plays, 0.0, 0.0, self.met[key] / plays))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "plays": self.plays, "met": self.met}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.plays, self.met = dict(state["plays"]), dict(state["met"])
+
+
+if TEST_POLICY not in POLICIES:
+    register_policy(TEST_POLICY)(FewestInflight)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@dataclass
+class Running:
+    server: grpc.Server
+    port: int
+    servicer: Any
+    channel: grpc.Channel
+    stub: scheduler_pb2_grpc.SchedulerServiceStub
+
+    def stop(self) -> None:
+        self.channel.close()
+        stop_server(self.server, self.servicer, grace_s=0)
+
+
+@pytest.fixture
+def start():
+    running: list[Running] = []
+
+    def _start(**overrides) -> Running:
+        config = ServerConfig(policy=TEST_POLICY, host="127.0.0.1", port=0, **overrides)
+        server, port, servicer = create_server(config)
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        r = Running(server, port, servicer, channel,
+                    scheduler_pb2_grpc.SchedulerServiceStub(channel))
+        running.append(r)
+        return r
+
+    yield _start
+    for r in running:
+        r.stop()
+
+
+@pytest.fixture
+def srv(start) -> Running:
+    return start()
+
+
+def node_request(node_id: str, address: str = "", kind=common_pb2.NODE_KIND_EDGE, **kw):
+    fields = dict(node_id=node_id, address=address or f"127.0.0.1:1{len(node_id)}",
+                  kind=kind, slots=1, link_rate_mbit=100.0, idle_power_w=50.0,
+                  max_power_w=150.0, prefill_tok_s=500.0, decode_tok_s=50.0,
+                  transmission_j_per_bit=2e-8)
+    fields.update(kw)
+    return scheduler_pb2.RegisterNodeRequest(**fields)
+
+
+def service_pb(service_id: str = "s1", **kw) -> common_pb2.Service:
+    fields = dict(id=service_id, prompt="hello world", input_bytes=1000, max_new_tokens=4,
+                  deadline_s=10.0, service_class="chat")
+    fields.update(kw)
+    return common_pb2.Service(**fields)
+
+
+def register(stub, *node_ids: str, **kw) -> None:
+    for i, node_id in enumerate(node_ids):
+        stub.RegisterNode(node_request(node_id, address=f"127.0.0.1:{40000 + i}", **kw),
+                          timeout=RPC_TIMEOUT_S)
+
+
+def code_of(call, *args, **kw) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, timeout=RPC_TIMEOUT_S, **kw)
+    return info.value.code(), info.value.details()
+
+
+def outcome_pb(node_id: str, status=common_pb2.OUTCOME_STATUS_MET, **kw) -> common_pb2.Outcome:
+    fields = dict(service_id="s1", node_id=node_id, service_class="chat", status=status,
+                  transmission_s=0.1, queueing_s=0.0, inference_s=0.5, total_s=0.6,
+                  deadline_s=10.0, tokens_in=3, tokens_out=4, input_bytes=1000)
+    fields.update(kw)
+    return common_pb2.Outcome(**fields)
+
+
+# --- health and reflection ---------------------------------------------------------------------
+def test_health_serving_and_reflection_lists_both_services(srv):
+    health = health_pb2_grpc.HealthStub(srv.channel)
+    for name in ("", "perllm.v1.SchedulerService"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=RPC_TIMEOUT_S)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(srv.channel)
+    replies = list(refl.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+        timeout=RPC_TIMEOUT_S))
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"perllm.v1.SchedulerService", "perllm.v1.InferenceService",
+            "grpc.health.v1.Health"} <= names
+    # The InferenceService descriptor is really served, not only named.
+    replies = list(refl.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="perllm.v1.InferenceService")]), timeout=RPC_TIMEOUT_S))
+    assert replies[0].HasField("file_descriptor_response")
+
+
+# --- normal path -------------------------------------------------------------------------------
+def test_schedule_books_the_decision_and_stats_count_it(srv):
+    register(srv.stub, "edge1", "edge2")
+    first = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("a")),
+                              timeout=RPC_TIMEOUT_S)
+    second = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("b")),
+                               timeout=RPC_TIMEOUT_S)
+    # edge1 has one service in flight after the first decision, so the second goes to edge2:
+    # proof that Schedule booked it on the cluster.
+    assert (first.node_id, second.node_id) == ("edge1", "edge2")
+    assert first.address == "127.0.0.1:40000" and first.policy == TEST_POLICY
+    assert first.predicted_total_s == pytest.approx(
+        first.predicted_transmission_s + first.predicted_queueing_s
+        + first.predicted_inference_s)
+    assert first.predicted_transmission_s == pytest.approx(1000 * 8 / 100e6)
+    assert first.feasible
+    stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+    assert stats.policy == TEST_POLICY and stats.t == 2
+    assert {n.node_id: n.assigned for n in stats.nodes} == {"edge1": 1, "edge2": 1}
+
+
+def test_report_outcome_learns_releases_and_counts(srv):
+    register(srv.stub, "edge1", "edge2")
+    srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("s1")),
+                      timeout=RPC_TIMEOUT_S)
+    reply = srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1")), timeout=RPC_TIMEOUT_S)
+    assert reply.reward == 1.0
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
+        "edge2", service_id="s2", status=common_pb2.OUTCOME_STATUS_MISSED, total_s=11.0)),
+        timeout=RPC_TIMEOUT_S)
+    stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+    assert (stats.met, stats.missed, stats.failed) == (1, 1, 0)
+    assert {(a.node_id, a.plays, a.success_rate) for a in stats.arms} == {
+        ("edge1", 1, 1.0), ("edge2", 1, 0.0)}
+    # edge1's service was released: the next decision may use it again.
+    assert srv.servicer.cluster.nodes["edge1"].inflight == {}
+
+
+def test_schedule_batch_assigns_in_request_order_within_shared_limits(srv):
+    register(srv.stub, "edge1", "edge2", "cloud")
+    services = [service_pb(f"s{i}", deadline_s=10.0 - i) for i in range(6)]
+    reply = srv.stub.ScheduleBatch(scheduler_pb2.ScheduleBatchRequest(services=services),
+                                   timeout=RPC_TIMEOUT_S)
+    assert [a.service_id for a in reply.assignments] == [f"s{i}" for i in range(6)]
+    # Each decision is booked before the next, so the slot spreads over the three nodes.
+    counts = {}
+    for a in reply.assignments:
+        counts[a.node_id] = counts.get(a.node_id, 0) + 1
+    assert counts == {"edge1": 2, "edge2": 2, "cloud": 2}
+    # Tightest requirement first: s5 (5 s) was decided first, on the first node.
+    assert reply.assignments[5].node_id == "edge1"
+
+
+def test_register_same_address_again_is_an_update(srv):
+    register(srv.stub, "edge1")
+    srv.stub.RegisterNode(node_request("edge1", address="127.0.0.1:40000", slots=4),
+                          timeout=RPC_TIMEOUT_S)
+    assert srv.servicer.cluster.nodes["edge1"].info.slots == 4
+
+
+# --- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("fields, needle", [
+    (dict(prompt=""), "service.prompt"),
+    (dict(deadline_s=0.0), "service.deadline_s must be > 0 (got 0.0)"),
+    (dict(deadline_s=-2.5), "service.deadline_s must be > 0 (got -2.5)"),
+    (dict(max_new_tokens=0), "service.max_new_tokens must be > 0 (got 0)"),
+    (dict(input_bytes=-1), "service.input_bytes must be >= 0 (got -1)"),
+    (dict(id=""), "service.id"),
+])
+def test_bad_service_is_invalid_argument_naming_field_and_value(srv, fields, needle):
+    register(srv.stub, "edge1")
+    for method in (srv.stub.Schedule, srv.stub.Submit):
+        request_class = (scheduler_pb2.ScheduleRequest if method is srv.stub.Schedule
+                         else scheduler_pb2.SubmitRequest)
+        request = request_class(service=service_pb(**fields))
+        if method is srv.stub.Submit:
+            call = lambda req, timeout: list(srv.stub.Submit(req, timeout=timeout))  # noqa: E731
+        else:
+            call = method
+        code, details = code_of(call, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert needle in details
+    code, details = code_of(srv.stub.ScheduleBatch, scheduler_pb2.ScheduleBatchRequest(
+        services=[service_pb("ok"), service_pb(**fields)]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("services[1]: ")
+
+
+@pytest.mark.parametrize("fields, needle", [
+    (dict(node_id=""), "node_id must not be empty"),
+    (dict(address="-"), None),  # placeholder replaced below
+    (dict(kind=common_pb2.NODE_KIND_UNSPECIFIED), "NODE_KIND_UNSPECIFIED"),
+    (dict(slots=0), "slots must be > 0 (got 0)"),
+    (dict(link_rate_mbit=0.0), "link_rate_mbit must be > 0 (got 0.0)"),
+    (dict(idle_power_w=-1.0), "idle_power_w must be >= 0 (got -1.0)"),
+])
+def test_bad_registration_is_invalid_argument(srv, fields, needle):
+    if "address" in fields:
+        request = node_request("edge1")
+        request.address = ""
+        needle = "address must not be empty"
+    else:
+        request = node_request(**{"node_id": "edge1", **fields})
+    code, details = code_of(srv.stub.RegisterNode, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and needle in details
+
+
+def test_node_id_registered_again_at_another_address_is_already_exists(srv):
+    register(srv.stub, "edge1")
+    code, details = code_of(srv.stub.RegisterNode, node_request("edge1", address="10.0.0.9:1"))
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    assert "edge1" in details and "10.0.0.9:1" in details
+
+
+def test_schedule_without_nodes_is_failed_precondition(srv):
+    for method, request in (
+            (srv.stub.Schedule, scheduler_pb2.ScheduleRequest(service=service_pb())),
+            (srv.stub.ScheduleBatch, scheduler_pb2.ScheduleBatchRequest(services=[service_pb()])),
+            (lambda r, timeout: list(srv.stub.Submit(r, timeout=timeout)),
+             scheduler_pb2.SubmitRequest(service=service_pb()))):
+        code, details = code_of(method, request)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "no node is registered" in details
+
+
+def test_heartbeat_from_unknown_node_is_not_found(srv):
+    code, details = code_of(srv.stub.Heartbeat, scheduler_pb2.HeartbeatRequest(node_id="ghost"))
+    assert code == grpc.StatusCode.NOT_FOUND and "ghost" in details
+
+
+@pytest.mark.parametrize("fields, needle", [
+    (dict(node_id="ghost"), "outcome.node_id 'ghost' is not a registered node"),
+    (dict(status=common_pb2.OUTCOME_STATUS_UNSPECIFIED), "outcome.status"),
+    (dict(total_s=-1.0), "outcome.total_s must be >= 0 (got -1.0)"),
+    (dict(input_bytes=-5), "outcome.input_bytes must be >= 0 (got -5)"),
+    (dict(deadline_s=0.0), "outcome.deadline_s must be > 0 (got 0.0)"),
+])
+def test_bad_outcome_is_invalid_argument(srv, fields, needle):
+    register(srv.stub, "edge1")
+    code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb(**{"node_id": "edge1", **fields})))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and needle in details
+    stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+    assert (stats.met, stats.missed, stats.failed) == (0, 0, 0)
+
+
+def test_garbage_bytes_get_an_error_and_the_server_keeps_serving(srv):
+    register(srv.stub, "edge1")
+    raw = srv.channel.unary_unary("/perllm.v1.SchedulerService/Schedule",
+                                  request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as info:
+        raw(b"\xff\xff\xff\xff\xff", timeout=RPC_TIMEOUT_S)  # an unterminated varint tag
+    assert info.value.code() != grpc.StatusCode.OK
+    health = health_pb2_grpc.HealthStub(srv.channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT_S).status == \
+        health_pb2.HealthCheckResponse.SERVING
+    reply = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb()),
+                              timeout=RPC_TIMEOUT_S)
+    assert reply.node_id == "edge1"
+
+
+def test_over_size_message_is_resource_exhausted(start):
+    srv = start(max_receive_bytes=4096)
+    register(srv.stub, "edge1")
+    big = service_pb(prompt="x" * 10_000)
+    code, _ = code_of(srv.stub.Schedule, scheduler_pb2.ScheduleRequest(service=big))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    small = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb()),
+                              timeout=RPC_TIMEOUT_S)
+    assert small.node_id == "edge1"
+
+
+def test_unknown_policy_or_bad_params_is_a_clean_value_error():
+    with pytest.raises(ValueError, match="unknown policy 'no-such-policy'"):
+        create_server(ServerConfig(policy="no-such-policy", host="127.0.0.1"))
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        create_server(ServerConfig(policy=TEST_POLICY, host="127.0.0.1",
+                                   policy_params={"delta": 1.0}))
+    with pytest.raises(ValueError, match="heartbeat_timeout_s must be > 0"):
+        create_server(ServerConfig(policy=TEST_POLICY, heartbeat_timeout_s=0))
+
+
+# --- liveness and bandwidth --------------------------------------------------------------------
+def test_silent_or_not_serving_nodes_are_excluded(start):
+    clock = FakeClock()
+    srv = start(clock=clock, heartbeat_timeout_s=3.0)
+    register(srv.stub, "edge1", "edge2", "edge3")
+    clock.now_s += 4.0  # every node is now past its timeout ...
+    code, details = code_of(srv.stub.Schedule, scheduler_pb2.ScheduleRequest(service=service_pb()))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "alive" in details
+    for node_id, serving in (("edge2", False), ("edge3", True)):  # ... but two speak again
+        srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id=node_id, serving=serving),
+                           timeout=RPC_TIMEOUT_S)
+    chosen = {srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb(f"s{i}")),
+                                timeout=RPC_TIMEOUT_S).node_id for i in range(3)}
+    assert chosen == {"edge3"}  # edge1 is silent, edge2 says it is not serving
+    alive = {n.node_id: n.alive for n in srv.stub.GetStats(
+        scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S).nodes}
+    assert alive == {"edge1": False, "edge2": False, "edge3": True}
+
+
+def test_bandwidth_feed_is_applied_when_the_file_changes(start, tmp_path):
+    feed = tmp_path / "bandwidth.json"
+
+    def write(rates: dict[str, float]) -> None:  # as the testbed does: tmp + rename
+        tmp = tmp_path / "bandwidth.json.tmp"
+        tmp.write_text(json.dumps({"time_s": 1.0, "rates_mbit": rates}))
+        os.replace(tmp, feed)
+
+    write({"edge1": 25.0, "unknown-link": 5.0})
+    srv = start(bandwidth_feed=str(feed))
+    register(srv.stub, "edge1", "edge2")  # registered after the feed: gets its rate at once
+
+    def rates() -> dict[str, float]:
+        stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+        return {n.node_id: n.link_rate_mbit for n in stats.nodes}
+
+    assert rates() == {"edge1": 25.0, "edge2": 100.0}
+    reply = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb()),
+                              timeout=RPC_TIMEOUT_S)
+    assert reply.predicted_transmission_s == pytest.approx(1000 * 8 / 25e6)
+    write({"edge1": 50.0, "edge2": 0.0})  # edge2's link went down
+    assert rates() == {"edge1": 50.0, "edge2": pytest.approx(1e-3)}
+
+
+# --- gateway mode: Submit against fake inference nodes -----------------------------------------
+class FakeNode(inference_pb2_grpc.InferenceServiceServicer):
+    """An InferenceService that streams scripted tokens or fails the way it is told."""
+
+    def __init__(self, node_id: str, mode: str = "ok", tokens: int = 3) -> None:
+        self.node_id, self.mode, self.tokens = node_id, mode, tokens
+        self.requests: list[inference_pb2.GenerateRequest] = []
+        self.first_chunk_sent = threading.Event()
+        self.release = threading.Event()
+        if mode != "hold":
+            self.release.set()
+
+    def Generate(self, request, context):
+        self.requests.append(request)
+        if self.mode == "unavailable":
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.node_id} is shutting down")
+        if self.mode == "full":
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full (64 of 64)")
+        for i in range(self.tokens):
+            yield inference_pb2.GenerateResponse(
+                chunk=inference_pb2.TokenChunk(text=f"t{i} ", token_ids=[i]))
+            self.first_chunk_sent.set()
+            if self.mode == "break":
+                context.abort(grpc.StatusCode.INTERNAL, "backend crashed")
+            if self.mode == "truncate":
+                return
+            self.release.wait(RPC_TIMEOUT_S)
+        yield inference_pb2.GenerateResponse(result=inference_pb2.GenerateResult(
+            tokens_in=3, tokens_out=self.tokens, received_unix_s=request.sent_unix_s + 0.05,
+            queueing_s=0.01, inference_s=0.2, node_id=self.node_id, finish_reason="length",
+            energy=common_pb2.EnergyBreakdown(
+                inference_j=4.0, idle_j=1.0, total_j=5.0,
+                inference_method=common_pb2.ENERGY_METHOD_MODELLED,
+                idle_method=common_pb2.ENERGY_METHOD_MODELLED)))
+
+
+@pytest.fixture
+def fake_nodes():
+    servers = []
+
+    def _start(*nodes: FakeNode) -> list[str]:
+        addresses = []
+        for node in nodes:
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+            inference_pb2_grpc.add_InferenceServiceServicer_to_server(node, server)
+            port = server.add_insecure_port("127.0.0.1:0")
+            server.start()
+            servers.append(server)
+            addresses.append(f"127.0.0.1:{port}")
+        return addresses
+
+    yield _start
+    for server in servers:
+        server.stop(0)
+
+
+def register_fakes(stub, nodes: list[FakeNode], addresses: list[str]) -> None:
+    for node, address in zip(nodes, addresses):
+        stub.RegisterNode(node_request(node.node_id, address=address), timeout=RPC_TIMEOUT_S)
+
+
+def submit(stub, service: common_pb2.Service) -> list[scheduler_pb2.SubmitResponse]:
+    return list(stub.Submit(scheduler_pb2.SubmitRequest(service=service),
+                            timeout=RPC_TIMEOUT_S))
+
+
+def test_submit_streams_decision_tokens_then_outcome_and_learns(srv, fake_nodes):
+    node = FakeNode("edge1", tokens=3)
+    addresses = fake_nodes(node)
+    register_fakes(srv.stub, [node], addresses)
+    events = submit(srv.stub, service_pb("g1", attachment=b"c" * 500, input_bytes=0))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["decision", "chunk", "chunk", "chunk", "outcome"]
+    assert events[0].decision.node_id == "edge1" and events[0].decision.address == addresses[0]
+    assert "".join(e.chunk.text for e in events[1:4]) == "t0 t1 t2 "
+    out = events[-1].outcome
+    assert out.status == common_pb2.OUTCOME_STATUS_MET and out.node_id == "edge1"
+    assert (out.tokens_in, out.tokens_out, out.attempts) == (3, 3, 1)
+    assert out.transmission_s == pytest.approx(0.05, abs=1e-6)
+    assert (out.queueing_s, out.inference_s) == (pytest.approx(0.01), pytest.approx(0.2))
+    assert 0 < out.total_s < 10.0
+    # input_bytes 0 means "undeclared": the prompt plus the attachment.
+    assert out.input_bytes == len("hello world") + 500
+    request = node.requests[0]
+    assert request.attachment == b"c" * 500 and request.max_new_tokens == 4
+    assert out.energy.transmission_j == pytest.approx(request.ByteSize() * 8 * 2e-8)
+    assert out.energy.transmission_method == common_pb2.ENERGY_METHOD_MODELLED
+    assert (out.energy.inference_j, out.energy.idle_j) == (4.0, 1.0)
+    assert out.energy.total_j == pytest.approx(
+        out.energy.transmission_j + out.energy.inference_j + out.energy.idle_j)
+    stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+    assert stats.met == 1 and [(a.node_id, a.plays) for a in stats.arms] == [("edge1", 1)]
+    assert srv.servicer.cluster.nodes["edge1"].inflight == {}
+
+
+@pytest.mark.parametrize("mode, reason", [
+    ("unavailable", "UNAVAILABLE: edge1 is shutting down"),
+    ("full", "RESOURCE_EXHAUSTED: queue full"),
+    ("break", "INTERNAL: backend crashed"),
+    ("truncate", "stream ended without a GenerateResult"),
+])
+def test_submit_retries_a_failed_node_on_another(srv, fake_nodes, mode, reason):
+    bad, good = FakeNode("edge1", mode=mode), FakeNode("edge2")
+    register_fakes(srv.stub, [bad, good], fake_nodes(bad, good))
+    events = submit(srv.stub, service_pb("g1"))
+    decisions = [e.decision.node_id for e in events if e.WhichOneof("event") == "decision"]
+    assert decisions == ["edge1", "edge2"]  # the policy picks edge1 first; the retry excludes it
+    out = events[-1].outcome
+    assert out.status == common_pb2.OUTCOME_STATUS_MET and out.node_id == "edge2"
+    assert out.attempts == 2 and len(bad.requests) == 1 and len(good.requests) == 1
+    # The failed attempt taught the policy too, and released edge1's place.
+    assert srv.servicer.policy.plays == {"chat/edge1": 1, "chat/edge2": 1}
+    assert srv.servicer.policy.met == {"chat/edge1": 0, "chat/edge2": 1}
+    assert all(not n.inflight for n in srv.servicer.cluster.nodes.values())
+    stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+    assert (stats.met, stats.failed) == (1, 0)
+
+
+def test_submit_ends_failed_with_the_reasons_when_every_node_fails(srv, fake_nodes):
+    a, b = FakeNode("edge1", mode="unavailable"), FakeNode("edge2", mode="full")
+    register_fakes(srv.stub, [a, b], fake_nodes(a, b))
+    events = submit(srv.stub, service_pb("g1"))
+    out = events[-1].outcome
+    assert out.status == common_pb2.OUTCOME_STATUS_FAILED and out.attempts == 2
+    assert "edge1: UNAVAILABLE" in out.error and "edge2: RESOURCE_EXHAUSTED" in out.error
+    assert "no other node" in out.error
+    stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+    assert (stats.met, stats.missed, stats.failed) == (0, 0, 1)
+
+
+def test_submit_to_an_unreachable_address_fails_over(srv, fake_nodes):
+    good = FakeNode("edge2")
+    (address,) = fake_nodes(good)
+    # Nothing listens on edge1's address (port 1 on loopback): the connection is refused.
+    srv.stub.RegisterNode(node_request("edge1", address="127.0.0.1:1"), timeout=RPC_TIMEOUT_S)
+    srv.stub.RegisterNode(node_request("edge2", address=address), timeout=RPC_TIMEOUT_S)
+    out = submit(srv.stub, service_pb("g1"))[-1].outcome
+    assert out.status == common_pb2.OUTCOME_STATUS_MET and out.node_id == "edge2"
+    assert out.attempts == 2
+
+
+def test_submit_with_no_time_left_is_failed_not_lost(srv, fake_nodes):
+    slow = FakeNode("edge1", mode="hold")
+    register_fakes(srv.stub, [slow], fake_nodes(slow))
+    # The requirement plus the margin (1 s) runs out while the node holds the second token.
+    events = submit(srv.stub, service_pb("g1", deadline_s=0.2))
+    slow.release.set()
+    out = events[-1].outcome
+    assert out.status == common_pb2.OUTCOME_STATUS_FAILED
+    assert "DEADLINE_EXCEEDED" in out.error
+    assert [e.WhichOneof("event") for e in events] == ["decision", "chunk", "outcome"]
+
+
+# --- shutdown ----------------------------------------------------------------------------------
+def test_shutdown_says_not_serving_and_lets_in_flight_submit_finish(start, fake_nodes):
+    srv = start()
+    slow = FakeNode("edge1", mode="hold", tokens=2)
+    register_fakes(srv.stub, [slow], fake_nodes(slow))
+    health = health_pb2_grpc.HealthStub(srv.channel)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+
+    results: list = []
+    submitting = threading.Thread(
+        target=lambda: results.append(submit(srv.stub, service_pb("g1"))))
+    submitting.start()
+    assert slow.first_chunk_sent.wait(RPC_TIMEOUT_S)
+    stopper = threading.Thread(target=stop_server, args=(srv.server, srv.servicer, 5.0))
+    stopper.start()
+    assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    watch.cancel()
+    slow.release.set()  # the in-flight Submit now completes within the grace period
+    submitting.join(RPC_TIMEOUT_S)
+    stopper.join(RPC_TIMEOUT_S)
+    assert not stopper.is_alive()
+    assert results and results[0][-1].outcome.status == common_pb2.OUTCOME_STATUS_MET
