@@ -56,9 +56,10 @@ class SimLink:
         return self.rate_mbit * 1e6 / n
 
     def set_rate(self, rate_mbit: float) -> None:
-        self.server.changed()  # bank progress at the old rate first
+        self.server.sync()  # bank progress at the old rate first
         self.rate_mbit = rate_mbit
-        self.server.changed()
+        if self.server.active:
+            self.server.changed()
 
     def upload(self, input_bytes: int, on_done: Callable[[], None]) -> None:
         self.bytes_sent += input_bytes

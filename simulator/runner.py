@@ -26,6 +26,7 @@ from scheduler.policies.base import NoNodeError, Policy, create_policy
 from scheduler.reward import transmission_energy_j
 from scheduler.service import Service
 from scenarios.results import LinkRow, NodeRow, RequestRow
+from testbed.fluctuation import RateChange
 from simulator.model import NodeModel, SimLink, SimNode
 
 BANDWIDTH_SOURCES = ("true", "nominal", "measured")
@@ -54,15 +55,6 @@ class NodeSetup:
 
 
 @dataclass(frozen=True, slots=True)
-class RateChange:
-    """A link's rate from time_s on (the testbed's fluctuation schedule)."""
-
-    time_s: float
-    link: str
-    rate_mbit: float
-
-
-@dataclass(frozen=True, slots=True)
 class Fault:
     at_s: float
     kind: str  # kill-node | link-down
@@ -82,7 +74,7 @@ class SimResult:
 
 
 def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequence[Arrival],
-             *, seed: int = 0, rate_changes: Iterable[RateChange] = (),
+             *, seed: int = 0, rate_changes: Iterable[RateChange] = (),  # time-ordered, may be endless
              bandwidth_source: str = "true", heartbeat_interval_s: float = 0.5,
              heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
              policy_params: Mapping[str, object] | None = None,
@@ -112,7 +104,9 @@ class _Run:
                  record_links: bool) -> None:
         self.env = env = simpy.Environment()
         self.policy = policy
-        self.cluster = Cluster(clock=lambda: env.now, heartbeat_timeout_s=heartbeat_timeout_s)
+        # The oracle's cluster keeps the true rates it is registered with (baselines.Oracle).
+        self.cluster = Cluster(clock=lambda: env.now, heartbeat_timeout_s=heartbeat_timeout_s,
+                               learn_rates=policy.name != "oracle")
         self.feed_bandwidth = bandwidth_source != "nominal"
         self.heartbeat_interval_s = heartbeat_interval_s
         self.setups = {s.node_id: s for s in setups}
@@ -122,6 +116,7 @@ class _Run:
         self.nodes: dict[str, SimNode] = {}
         self.dead: set[str] = set()
         self.down: dict[str, float] = {}  # links that are down -> rate to restore
+        self.reported: dict[str, tuple[int, int]] = {}  # last heartbeat per node
         for s in setups:
             if s.kind not in (EDGE, CLOUD):
                 raise ValueError(f"node {s.node_id}: kind must be edge or cloud (got {s.kind!r})")
@@ -136,6 +131,7 @@ class _Run:
                 queue_capacity=s.queue_capacity, transmission_j_per_bit=s.j_per_bit,
                 concurrency_slowdown=s.model.concurrency_slowdown))
         self.policy_name = policy.name
+        # Anything with .arrival_s and .service: Arrival or scenarios.workload.WorkloadItem.
         self.arrivals = sorted(arrivals, key=lambda a: a.arrival_s)
         self.remaining = len(self.arrivals)
         self.rows: list[RequestRow] = []
@@ -162,24 +158,27 @@ class _Run:
         timer.callbacks.append(lambda _e: fn(*args))
 
     def _schedule_rates(self, rate_changes: Iterable[RateChange]) -> None:
-        changes = sorted(rate_changes, key=lambda c: c.time_s)
-        for change in changes:
-            if change.link not in self.links:
-                raise ValueError(f"rate change for unknown link {change.link!r}; links: "
-                                 f"{sorted(self.links)}")
-        if not changes:
+        # Pulled lazily, one pending timer at a time: the testbed's schedules are endless
+        # (testbed.fluctuation.iter_schedule), and a long one must not keep the run alive.
+        changes = iter(rate_changes)
+        pending = next(changes, None)
+        if pending is None:
             return
-        # One pending timer at a time: a long schedule must not keep the run alive.
-        def apply(i: int) -> None:
-            if self.all_done.triggered:
-                return
-            now = changes[i].time_s
-            while i < len(changes) and changes[i].time_s <= now:
-                self._set_rate(changes[i].link, changes[i].rate_mbit)
-                i += 1
-            if i < len(changes):
-                self._at(changes[i].time_s, apply, i)
-        self._at(changes[0].time_s, apply, 0)
+
+        def apply(change: RateChange) -> None:
+            while change is not None:
+                if self.all_done.triggered:
+                    return
+                if change.link not in self.links:
+                    raise ValueError(f"rate change for unknown link {change.link!r}; links: "
+                                     f"{sorted(self.links)}")
+                if change.time_s > self.env.now:
+                    self._at(change.time_s, apply, change)
+                    return
+                self._set_rate(change.link, change.rate_mbit)
+                change = next(changes, None)
+
+        self._at(pending.time_s, apply, pending)
 
     def _set_rate(self, link: str, rate_mbit: float) -> None:
         sim_link = self.links[link]
@@ -223,11 +222,17 @@ class _Run:
     def _heartbeat(self) -> None:
         if self.all_done.triggered:
             return
+        # What a node reports every interval. An unchanged report from a live node is skipped
+        # (it would only refresh last_heartbeat_s, which matters only to expire(), and expire()
+        # runs only after a node was killed, when every live node reports).
+        reports = self.reported
         for node_id, node in self.nodes.items():
             if node_id in self.dead:
                 continue
-            self.cluster.heartbeat(node_id, queue_length=len(node.queue),
-                                   busy_slots=node.running)
+            report = (len(node.queue), node.running)
+            if self.dead or reports.get(node_id) != report:
+                reports[node_id] = report
+                self.cluster.heartbeat(node_id, queue_length=report[0], busy_slots=report[1])
         if self.dead:
             self.cluster.expire()
         self._at(self.env.now + self.heartbeat_interval_s, self._heartbeat)

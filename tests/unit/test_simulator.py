@@ -8,7 +8,8 @@ from scheduler.cluster import Cluster
 from scheduler.policies.base import Decision, Policy
 from scheduler.service import Service
 from simulator.model import NodeModel
-from simulator.runner import Arrival, NodeSetup, RateChange, simulate
+from simulator.runner import Arrival, NodeSetup, simulate
+from testbed.fluctuation import RateChange
 
 
 class RoundRobin(Policy):
