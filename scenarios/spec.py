@@ -36,12 +36,18 @@ class ServiceClassSpec(Strict):
     weight: float = Field(1.0, gt=0.0)
     input_bytes: tuple[int, int] = Field((1_000, 10_000), description="Uniform [lo, hi] bytes")
     max_new_tokens: tuple[int, int] = Field((16, 64), description="Uniform [lo, hi] tokens")
+    # Uploads that are not all text (a scanned document, a PDF with images) cost bandwidth
+    # without costing prefill: the model reads prompt_tokens, not input_bytes / 4.
+    prompt_tokens: tuple[int, int] | None = Field(
+        None, description="Uniform [lo, hi] tokens to prefill; None = estimate from input_bytes")
 
     @model_validator(mode="after")
     def _ranges(self) -> "ServiceClassSpec":
-        for key in ("input_bytes", "max_new_tokens"):
+        for key in ("input_bytes", "max_new_tokens", "prompt_tokens"):
+            if getattr(self, key) is None:
+                continue
             lo, hi = getattr(self, key)
-            if lo < 0 or hi < lo or (key == "max_new_tokens" and lo < 1):
+            if lo < 0 or hi < lo or (key != "input_bytes" and lo < 1):
                 raise ValueError(f"{key}: need 0 <= lo <= hi (and tokens >= 1), got [{lo}, {hi}]")
         return self
 
@@ -101,6 +107,20 @@ class FaultSpec(Strict):
     duration_s: float = Field(0.0, ge=0.0, description="link-down: seconds until back up")
 
 
+# The paper's edge deployments (section 5.1, "Models"; Table 1): one model on every edge server
+# per deployment, LLaMA2-33B on the cloud. Names are hardware profiles under nodes/profiles/.
+PAPER_EDGE_PROFILES = ("xeon-4214r/yi-6b", "xeon-4214r/llama2-7b", "xeon-4214r/llama3-8b",
+                       "xeon-4214r/yi-9b")
+
+
+class SimulationSpec(Strict):
+    """Only the simulator reads this; the emulated run ignores it."""
+
+    edge_profiles: list[str] = Field(
+        default_factory=lambda: list(PAPER_EDGE_PROFILES), min_length=1,
+        description="Edge deployments to simulate, one run each (nodes.edge.profile otherwise)")
+
+
 class ScenarioSpec(Strict):
     name: str
     description: str = ""
@@ -114,6 +134,7 @@ class ScenarioSpec(Strict):
         default_factory=lambda: ["cs-ucb", "cloud-only", "edge-only", "edge-cloud"], min_length=1)
     policy_params: dict[str, dict[str, float | int | str | bool]] = Field(default_factory=dict)
     faults: list[FaultSpec] = Field(default_factory=list)
+    simulation: SimulationSpec = SimulationSpec()
 
     @model_validator(mode="after")
     def _known_names(self) -> "ScenarioSpec":

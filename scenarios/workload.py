@@ -152,7 +152,7 @@ def generate(spec: WorkloadSpec, seed: int) -> list[WorkloadItem]:
 
     weights = np.array([c.weight for c in classes], dtype=float)
     drawn = rng.choice(len(classes), size=count, p=weights / weights.sum())
-    unit = rng.random(size=(count, 4))  # prompt, input size, tokens, deadline
+    unit = rng.random(size=(count, 5))  # prompt, input size, tokens, deadline, prompt tokens
     seeds = rng.integers(0, 2**31 - 1, size=count)
     lo_d, hi_d = spec.deadline_s
     width = len(str(count - 1))
@@ -166,6 +166,10 @@ def generate(spec: WorkloadSpec, seed: int) -> list[WorkloadItem]:
         lo_t, hi_t = cls.max_new_tokens
         # input_bytes counts the prompt too, so it is never smaller than the prompt.
         input_bytes = max(lo_b + int(unit[i, 1] * (hi_b - lo_b + 1)), len(prompt.encode()))
+        prompt_tokens = 0  # 0: the service estimates it from input_bytes
+        if cls.prompt_tokens is not None:
+            lo_p, hi_p = cls.prompt_tokens
+            prompt_tokens = lo_p + int(unit[i, 4] * (hi_p - lo_p + 1))
         service = Service(
             id=f"s{i:0{width}d}",
             prompt=prompt,
@@ -176,6 +180,7 @@ def generate(spec: WorkloadSpec, seed: int) -> list[WorkloadItem]:
             temperature=spec.temperature,
             top_k=spec.top_k,
             seed=int(seeds[i]),
+            prompt_tokens=prompt_tokens,
         )
         service.validate()
         items.append(WorkloadItem(arrival_s=float(times[i]), service=service))

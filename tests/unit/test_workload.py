@@ -130,3 +130,16 @@ def test_attachment_is_deterministic_and_sized():
                  and len(attachment_for(i.service)) > 100)
     assert attachment_for(big)[:100] != attachment_for(other)[:100]
     attachment_for(big).decode("ascii")  # text a model can read, not random bytes
+
+
+def test_prompt_tokens_decoupled_from_upload_size():
+    classes = [ServiceClassSpec(name="scan", input_bytes=(1_000_000, 2_000_000),
+                                prompt_tokens=(100, 200)),
+               ServiceClassSpec(name="chat", input_bytes=(400, 800))]
+    items = generate(_spec(requests=200, classes=classes), 5)
+    for item in items:
+        s = item.service
+        if s.service_class == "scan":
+            assert 100 <= s.prompt_tokens <= 200 and s.estimated_prompt_tokens == s.prompt_tokens
+        else:
+            assert s.prompt_tokens == 0 and s.estimated_prompt_tokens == s.input_bytes // 4
