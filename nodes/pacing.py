@@ -1,0 +1,61 @@
+"""Compute pacing: when a node may emit each token so its output follows a hardware profile.
+
+Mininet shapes links; the pacer shapes compute. The node runs the real model and holds each
+real token back until the profile's time for it, measured from the start of the request's
+slot. Pure functions: the server does the waiting (on an Event, so a cancel wakes it).
+"""
+
+from __future__ import annotations
+
+from nodes.profile import HardwareProfile
+
+
+class Pacer:
+    """Due times of prefill and tokens under a profile; everything is due at once without one."""
+
+    def __init__(self, profile: HardwareProfile | None) -> None:
+        if profile is not None and not isinstance(profile, HardwareProfile):
+            raise TypeError(f"profile must be a HardwareProfile or None, got "
+                            f"{type(profile).__name__}")
+        self.profile = profile
+
+    @property
+    def paced(self) -> bool:
+        return self.profile is not None
+
+    def prefill_due_s(self, tokens_in: int, concurrency: int = 1) -> float:
+        """Seconds after the slot start when the prompt's prefill is done."""
+        if self.profile is None:
+            _check(tokens_in, concurrency)
+            return 0.0
+        return self.profile.prefill_s(tokens_in, concurrency)
+
+    def token_due_s(self, tokens_in: int, k: int, concurrency: int = 1) -> float:
+        """Seconds after the slot start when token k (1-based) may be emitted.
+
+        prefill_s(tokens_in) + decode_s(k): as the profile's rates describe it, the prompt is
+        processed first and each output token then costs 1 / decode_tok_s.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k (1-based token index) must be an integer >= 1, got {k!r}")
+        if self.profile is None:
+            _check(tokens_in, concurrency)
+            return 0.0
+        return (self.profile.prefill_s(tokens_in, concurrency)
+                + self.profile.decode_s(k, concurrency))
+
+    def request_s(self, tokens_in: int, tokens_out: int, concurrency: int = 1) -> float:
+        """Paced inference time of a whole request (0 for an unpaced node)."""
+        if isinstance(tokens_out, bool) or not isinstance(tokens_out, int) or tokens_out < 0:
+            raise ValueError(f"tokens_out must be an integer >= 0, got {tokens_out!r}")
+        if tokens_out == 0:
+            return self.prefill_due_s(tokens_in, concurrency)
+        return self.token_due_s(tokens_in, tokens_out, concurrency)
+
+
+def _check(tokens_in: int, concurrency: int) -> None:
+    # the unpaced path validates the same inputs, so bad requests fail alike either way
+    if isinstance(tokens_in, bool) or not isinstance(tokens_in, int) or tokens_in < 0:
+        raise ValueError(f"tokens_in must be an integer >= 0, got {tokens_in!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
