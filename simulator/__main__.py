@@ -1,0 +1,125 @@
+"""`python -m simulator {run,sweep,calibrate,compare}`: the simulator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from scenarios.spec import SpecError, load_spec
+
+
+def _policies(value: str | None, default: list[str]) -> list[str]:
+    if not value:
+        return list(default)
+    names = [p.strip() for p in value.split(",") if p.strip()]
+    from scheduler.policies import POLICIES
+
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown:
+        raise SystemExit(f"--policies: unknown {unknown}; accepted: {', '.join(POLICIES.names())}")
+    return names
+
+
+def _matrix_mode(spec, args) -> bool:
+    """The paper's matrix when the spec names its edge deployments (simulation.edge_profiles)."""
+    if args.single:
+        return False
+    return "edge_profiles" in spec.simulation.model_fields_set
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scenarios.results import format_table, new_run_dir, ratios
+    from simulator.cells import CONDITIONS, Cell, run_cells
+    from simulator.paper import format_aggregate, table1, write_matrix
+    from simulator.world import load_calibration
+
+    started = time.perf_counter()
+    spec = load_spec(args.scenario, seed=args.seed)
+    policies = _policies(args.policies, spec.policies)
+    calibration = load_calibration(args.calibration) if args.calibration else None
+    if _matrix_mode(spec, args):
+        conditions = [c for c in args.conditions.split(",") if c]
+        bad = [c for c in conditions if c not in CONDITIONS]
+        if bad:
+            raise SystemExit(f"--conditions: unknown {bad}; accepted: {', '.join(CONDITIONS)}")
+        cells = [Cell(profile, condition) for condition in conditions
+                 for profile in spec.simulation.edge_profiles]
+    else:
+        cells = [Cell(None, None)]
+    requests = args.requests or spec.workload.requests
+    run_dir = None if args.no_write else new_run_dir(spec.name, root=Path(args.results))
+    print(f"simulating {spec.name}: {len(cells)} cell(s) x {len(policies)} policies x "
+          f"{requests} services, seed {spec.seed}", file=sys.stderr)
+
+    def progress(result) -> None:
+        wall = sum(result.wall_s.values())
+        print(f"  done {result.cell.label or spec.name} ({wall:.2f} s simulated wall)",
+              file=sys.stderr)
+
+    results = run_cells(spec, cells, policies, requests=args.requests, calibration=calibration,
+                        run_dir=run_dir, plots=not args.no_plots, processes=args.processes,
+                        on_done=progress if len(cells) > 1 else None)
+    total_s = time.perf_counter() - started
+    if len(cells) > 1:
+        print(table1(results, policies))
+        print()
+        from simulator.paper import aggregate
+
+        print(format_aggregate(aggregate(results, policies)))
+        if run_dir is not None:
+            write_matrix(run_dir, spec.name, results, policies, extra={
+                "seed": spec.seed, "requests_per_policy": requests,
+                "total_wall_s": total_s, "calibration": args.calibration})
+    else:
+        summary = results[0].summary
+        print(format_table(summary))
+        if "cs-ucb" in summary and len(summary) > 1:
+            print("\nCS-UCB / other: throughput, energy")
+            for p, r in ratios(summary).items():
+                tp = "-" if r["throughput"] is None else f"{r['throughput']:.2f}x"
+                en = "-" if r["energy"] is None else f"{r['energy']:.2f}x"
+                print(f"  {p:<14}{tp:>9}{en:>9}")
+    if run_dir is not None:
+        print(f"\nresults: {run_dir}")
+    print(f"total wall time {total_s:.1f} s", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="Simulate a scenario (the paper's matrix for `paper`)")
+    run.add_argument("scenario", help="scenario name (scenarios/NAME.yaml) or path")
+    run.add_argument("--requests", type=int, help="services per policy (default: the spec's)")
+    run.add_argument("--seed", type=int, help="seed (default: the spec's)")
+    run.add_argument("--policies", help="comma-separated (default: the spec's)")
+    run.add_argument("--calibration", help="calibration YAML from `simulator calibrate`")
+    run.add_argument("--conditions", default="stable,fluctuating",
+                     help="matrix mode: bandwidth conditions (stable, fluctuating)")
+    run.add_argument("--single", action="store_true",
+                     help="one cell with the spec's own edge profile and fluctuation")
+    run.add_argument("--processes", type=int, help="parallel processes (default: cores)")
+    run.add_argument("--results", default="results", help="results root folder")
+    run.add_argument("--no-write", action="store_true", help="print only, write no results")
+    run.add_argument("--no-plots", action="store_true", help="skip plots and report.md")
+    run.set_defaults(fn=cmd_run)
+
+    from simulator import calibrate, compare, sweep
+
+    sweep.add_parser(sub)
+    calibrate.add_parser(sub)
+    compare.add_parser(sub)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Runs of a scenario in the simulator: one cell (edge deployment × bandwidth condition) runs
+every policy on the same workload and writes an ordinary results folder; a matrix of cells
+(the paper's evaluation) runs in parallel processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from scenarios.results import (LinkRow, NodeRow, RequestRow, summarise, write_config,
+                               write_rows, write_summary)
+from scenarios.spec import ScenarioSpec
+from simulator import world
+from simulator.model import NodeModel
+from simulator.runner import simulate
+from testbed.spec import FluctuationSpec
+
+# The paper's two bandwidth conditions (section 5.1): stable, and varying within ±20%.
+STABLE = "stable"
+FLUCTUATING = "fluctuating"
+CONDITIONS = (STABLE, FLUCTUATING)
+PAPER_FLUCTUATION = FluctuationSpec(profile="uniform", amplitude=0.2, period_s=1.0)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (edge deployment, bandwidth condition) of a scenario; label names its folder."""
+
+    edge_profile: str | None  # None: the spec's nodes.edge.profile
+    condition: str | None  # None: the spec's own fluctuation
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.edge_profile:
+            parts.append(self.edge_profile.rsplit("/", 1)[-1])
+        if self.condition:
+            parts.append(self.condition)
+        return "/".join(parts)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    summary: dict[str, dict[str, Any]]
+    run_dir: Path | None
+    wall_s: dict[str, float] = field(default_factory=dict)  # simulation wall time per policy
+
+
+def cell_spec(spec: ScenarioSpec, cell: Cell) -> ScenarioSpec:
+    """The spec with the cell's edge profile and bandwidth condition applied."""
+    update: dict[str, Any] = {}
+    if cell.edge_profile:
+        edge = spec.nodes.edge.model_copy(update={"profile": cell.edge_profile})
+        update["nodes"] = spec.nodes.model_copy(update={"edge": edge})
+    if cell.condition == STABLE:
+        fluctuation = FluctuationSpec(profile="stable")
+    elif cell.condition == FLUCTUATING:
+        own = spec.topology.fluctuation
+        fluctuation = own if own.profile != "stable" else PAPER_FLUCTUATION
+    elif cell.condition is None:
+        fluctuation = spec.topology.fluctuation
+    else:
+        raise ValueError(f"condition must be one of {CONDITIONS} (got {cell.condition!r})")
+    update["topology"] = spec.topology.model_copy(update={"fluctuation": fluctuation})
+    return spec.model_copy(update=update)
+
+
+def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
+             requests: int | None = None, calibration: Mapping[str, NodeModel] | None = None,
+             out_dir: Path | None = None, plots: bool = True) -> CellResult:
+    """Every policy on the cell's workload; writes the results layout under out_dir if given."""
+    spec = cell_spec(spec, cell)
+    if requests is not None:
+        spec = spec.model_copy(update={"workload": spec.workload.model_copy(
+            update={"requests": requests})})
+    setups = world.node_setups(spec, calibration)
+    items = world.arrivals(spec)
+    all_requests: list[RequestRow] = []
+    all_nodes: list[NodeRow] = []
+    all_links: list[LinkRow] = []
+    wall: dict[str, float] = {}
+    for policy in policies:
+        result = simulate(
+            policy, setups, items, seed=spec.seed, rate_changes=world.rate_changes(spec),
+            bandwidth_source=spec.scheduler.bandwidth_source,
+            heartbeat_interval_s=spec.scheduler.heartbeat_interval_s,
+            heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s,
+            faults=world.faults(spec), policy_params=spec.policy_params.get(policy, {}),
+            record_links=out_dir is not None)
+        wall[policy] = result.wall_s
+        all_requests += result.requests
+        all_nodes += result.nodes
+        all_links += result.links
+    summary = summarise(all_requests, all_nodes, generated=len(items))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(out_dir, spec)
+        write_rows(out_dir, all_requests, all_nodes, all_links)
+        write_summary(out_dir, summary, extra={
+            "world": "simulated", "policies": list(policies), "seed": spec.seed,
+            "requests_per_policy": len(items), "edge_profile": spec.nodes.edge.profile,
+            "cloud_profile": spec.nodes.cloud.profile,
+            "fluctuation": spec.topology.fluctuation.model_dump(mode="json"),
+            "calibrated_nodes": sorted(calibration or {}),
+            "simulation_wall_s": wall})
+        if plots:
+            _plots_and_report(out_dir, spec, all_requests, all_links, summary)
+    return CellResult(cell, summary, out_dir, wall)
+
+
+def _plots_and_report(out_dir: Path, spec: ScenarioSpec, requests: list[RequestRow],
+                      links: list[LinkRow], summary: dict) -> None:
+    from scenarios.plots import write_plots
+    from scenarios.report import write_report
+
+    plots = write_plots(out_dir, requests, links, summary)
+    write_report(out_dir, spec, summary, plots, spec.seed, incomplete=False)
+
+
+def _run_cell_job(args: tuple) -> CellResult:
+    spec, cell, policies, requests, calibration, out_dir, plots = args
+    return run_cell(spec, cell, policies, requests=requests, calibration=calibration,
+                    out_dir=out_dir, plots=plots)
+
+
+def run_cells(spec: ScenarioSpec, cells: Sequence[Cell], policies: Sequence[str], *,
+              requests: int | None = None, calibration: Mapping[str, NodeModel] | None = None,
+              run_dir: Path | None = None, plots: bool = True, processes: int | None = None,
+              on_done=None) -> list[CellResult]:
+    """Run cells in parallel processes (default: one per core, at most one per cell)."""
+    processes = processes or min(len(cells), os.cpu_count() or 1)
+    jobs = [(spec, cell, list(policies), requests, calibration,
+             (run_dir / cell.label) if (run_dir is not None and cell.label) else run_dir, plots)
+            for cell in cells]
+    if processes <= 1 or len(jobs) == 1:
+        results = []
+        for job in jobs:
+            results.append(_run_cell_job(job))
+            if on_done:
+                on_done(results[-1])
+        return results
+    # fork: workers inherit the imported policies and profiles instead of re-importing them.
+    ctx = multiprocessing.get_context("fork")
+    by_cell: dict[Cell, CellResult] = {}
+    with ctx.Pool(processes) as pool:
+        for result in pool.imap_unordered(_run_cell_job, jobs):
+            by_cell[result.cell] = result
+            if on_done:
+                on_done(result)
+    return [by_cell[cell] for cell in cells]
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - started
