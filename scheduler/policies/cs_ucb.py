@@ -160,7 +160,8 @@ class CsUcb(Policy):
         else:
             chosen, feasible = best_fallback, False
             arm = arms.get(chosen.node_id)
-            score = self._ucb(arm, ln_t, prior, delta, theta) if arm and arm.selections else math.inf
+            score = (self._ucb(arm, ln_t, prior, delta, theta) if arm and arm.selections
+                     else math.inf)
 
         arm = arms.get(chosen.node_id)
         if arm is None:
@@ -269,7 +270,8 @@ class CsUcb(Policy):
         if state.get("policy", self.name) != self.name:
             raise ValueError(f"state.policy must be {self.name!r} (got {state.get('policy')!r})")
         if state.get("version", STATE_VERSION) != STATE_VERSION:
-            raise ValueError(f"state.version must be {STATE_VERSION} (got {state.get('version')!r})")
+            raise ValueError(f"state.version must be {STATE_VERSION} "
+                             f"(got {state.get('version')!r})")
         contexts: dict[str, _Context] = {}
         try:
             for cls, c in state.get("classes", {}).items():
@@ -279,7 +281,8 @@ class CsUcb(Policy):
                 for node_id, a in c["arms"].items():
                     arm = ctx.arms[node_id] = _Arm()
                     arm.selections, arm.plays = int(a["selections"]), int(a["plays"])
-                    arm.reward_sum, arm.violation_sum = float(a["reward_sum"]), float(a["violation_sum"])
+                    arm.reward_sum = float(a["reward_sum"])
+                    arm.violation_sum = float(a["violation_sum"])
                     arm.met = int(a["met"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"state.classes is malformed: {exc!r}") from None

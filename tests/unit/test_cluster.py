@@ -185,7 +185,8 @@ def test_heartbeat_smooths_rates_and_sets_bandwidth(cluster):
     assert node.decode_tok_s == pytest.approx(0.7 * 20 + 0.3 * 30)
     assert node.bandwidth_mbit == 80.0
     cluster.set_bandwidth("edge1", 50.0)
-    assert cluster.predict(service(input_bytes=1_250_000), "edge1").transmission_s == pytest.approx(0.2)
+    p = cluster.predict(service(input_bytes=1_250_000), "edge1")
+    assert p.transmission_s == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, math.nan, math.inf])
