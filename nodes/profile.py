@@ -188,6 +188,12 @@ def format_profiles_table(profiles: list[HardwareProfile]) -> str:
 
 def cli_profiles(args: Any = None) -> int:
     """`python -m nodes profiles`: print the shipped profiles as a table."""
+    if args is None or isinstance(args, (list, tuple)):
+        import argparse
+
+        argparse.ArgumentParser(prog="python -m nodes profiles",
+                                description=f"List the hardware profiles in {PROFILES_DIR}"
+                                ).parse_args(args or [])
     profiles = [load_profile(n) for n in list_profiles()]
     print(format_profiles_table(profiles), file=sys.stdout)
     return 0
