@@ -117,7 +117,8 @@ def _tiny_config() -> ModelConfig:
 _HF = "config.json of the Hugging Face repository"
 MODELS: dict[str, ModelConfig] = {m.name: m for m in (
     ModelConfig("yi-6b", 32, 4096, 11008, 32, 4, 64000, 4096, "fp32",
-                f"01-ai/Yi-6B {_HF}; Young et al. 2024, Yi: Open Foundation Models (arXiv 2403.04652)"),
+                f"01-ai/Yi-6B {_HF}; Young et al. 2024, Yi: Open Foundation Models "
+                "(arXiv 2403.04652)"),
     ModelConfig("llama2-7b", 32, 4096, 11008, 32, 32, 32000, 4096, "fp32",
                 f"meta-llama/Llama-2-7b-hf {_HF}; Touvron et al. 2023, Llama 2 (arXiv 2307.09288)"),
     ModelConfig("llama3-8b", 32, 4096, 14336, 32, 8, 128256, 8192, "fp32",
@@ -515,8 +516,9 @@ def format_operator_table(title: str, times: Sequence[OperatorTime]) -> str:
         lines.append(f"{op.name:<13} {op.count:>5} {op.count * op.flops / 1e9:>10.3f} "
                      f"{op.count * op.bytes_moved / 1e6:>10.2f} "
                      f"{op.intensity_flop_per_byte:>8.2f} {t.bound:>7} {t.time_s * 1e3:>10.3f}")
-    lines.append(f"{'total':<13} {'':>5} {sum(t.op.count * t.op.flops for t in times) / 1e9:>10.3f} "
-                 f"{sum(t.op.count * t.op.bytes_moved for t in times) / 1e6:>10.2f} "
+    flops = sum(t.op.count * t.op.flops for t in times)
+    moved = sum(t.op.count * t.op.bytes_moved for t in times)
+    lines.append(f"{'total':<13} {'':>5} {flops / 1e9:>10.3f} {moved / 1e6:>10.2f} "
                  f"{'':>8} {'':>7} {total_time_s(times) * 1e3:>10.3f}")
     return "\n".join(lines)
 
@@ -585,7 +587,8 @@ def cli_derive(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         p, info = d.profile, d.profile.derivation
         if not args.quiet:
             print(format_operator_table(
-                f"prefill of {info['prompt_tokens']} tokens ({p.name}, {info['precision']['name']})",
+                f"prefill of {info['prompt_tokens']} tokens "
+                f"({p.name}, {info['precision']['name']})",
                 d.prefill))
             print()
             print(format_operator_table(
@@ -594,7 +597,8 @@ def cli_derive(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         print(f"{p.name}: prefill {p.prefill_tok_s:.1f} tok/s ({d.prefill_s:.3f} s for "
               f"{info['prompt_tokens']} tokens), decode {p.decode_tok_s:.2f} tok/s "
               f"({d.decode_token_s * 1e3:.1f} ms/token), concurrency_slowdown "
-              f"{p.concurrency_slowdown:.4f} at batch {info['batch']}, memory {p.memory_gb:.1f} GB, "
+              f"{p.concurrency_slowdown:.4f} at batch {info['batch']}, "
+              f"memory {p.memory_gb:.1f} GB, "
               f"power {p.idle_power_w:g}–{p.max_power_w:g} W")
         if args.write:
             print(f"wrote {write_profile(d)}")
