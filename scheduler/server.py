@@ -226,12 +226,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                        ) -> tuple[Decision, str]:
         """Choose and book a node; NoNodeError when none is a candidate."""
         self._refresh_locked()
-        with self._excluding_locked(exclude or []):
-            if not self.cluster.candidates():
-                raise NoNodeError(self._no_node_message_locked() or "every node was excluded")
-            decision = self.policy.select(service, self.cluster)
+        try:
+            if exclude:
+                with self._excluding_locked(exclude):
+                    decision = self.policy.select(service, self.cluster)
+            else:  # the common path, kept free of the context manager's cost
+                decision = self.policy.select(service, self.cluster)
+        except NoNodeError:
+            raise NoNodeError(self._no_node_message_locked() or "every node was excluded") \
+                from None
         self.cluster.on_assign(service, decision.prediction)
-        return decision, self.cluster.node(decision.node_id).info.address
+        return decision, self.cluster.nodes[decision.node_id].info.address
 
     def record_outcome(self, outcome: Outcome, update_policy: bool = True) -> float:
         """Book a measured outcome: release the node, learn (eq. 4), count, save state."""

@@ -3,6 +3,7 @@ generated client, SIGTERM shutdown, and clean errors for bad arguments."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -119,3 +120,16 @@ def test_corrupt_state_file_is_a_clean_error(tmp_path):
     state.write_text("{ half a file")
     done = run_cli("--policy", "cs-ucb", "--state-file", str(state))
     assert done.returncode == 2 and "is not valid JSON" in done.stderr
+
+
+def test_bench_prints_one_json_object_with_every_figure():
+    done = subprocess.run([sys.executable, "-m", "scheduler.bench", "--decisions", "200",
+                           "--rpcs", "30", "--batches", "2", "--batch-size", "20"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    for key in ("decide_us_p50", "decide_us_p99", "grpc_empty_ms_p50", "grpc_schedule_ms_p50",
+                "grpc_schedule_ms_p99", "batch_decisions_per_s"):
+        assert figures[key] > 0, key
+    assert figures["decide_us_p99"] >= figures["decide_us_p50"]
