@@ -168,3 +168,67 @@ def test_format_table_has_a_line_per_policy():
     assert lines[0].split()[:3] == ["policy", "success", "mean"]
     assert lines[2].startswith("cs-ucb") and "100.0%" in lines[2]
     assert len({len(line) for line in lines}) == 1  # fixed width
+
+
+def _two_policy_run():
+    requests = [_row("cs-ucb", "s1", arrival_s=0.0, node="edge1"),
+                _row("cs-ucb", "s2", arrival_s=1.5, node="cloud", status="missed", total_s=7.0),
+                _row("cloud-only", "s1", arrival_s=0.0, node="cloud", tokens_out=5),
+                _row("cloud-only", "s2", arrival_s=1.5, node="", status="failed", tokens_out=0,
+                     inf_j=0.0, error="cloud link down")]
+    links = [LinkRow(p, t, link, rate) for p in ("cs-ucb", "cloud-only")
+             for t, link, rate in ((0.0, "edge1", 100.0), (0.0, "cloud", 300.0),
+                                   (1.0, "edge1", 88.0), (1.0, "cloud", 321.5))]
+    nodes = _nodes("cs-ucb") + _nodes("cloud-only")
+    return requests, nodes, links, summarise(requests, nodes, generated=2)
+
+
+def test_write_plots_makes_every_png(tmp_path):
+    from scenarios.plots import write_plots
+
+    requests, _, links, summary = _two_policy_run()
+    paths = write_plots(tmp_path, requests, links, summary)
+    assert [p.name for p in paths] == ["success_rate.png", "processing_time_cdf.png",
+                                       "throughput.png", "energy.png", "bandwidth.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_plots_survive_a_run_with_nothing_finished(tmp_path):
+    from scenarios.plots import write_plots
+
+    requests = [_row("edge-only", "s1", status="failed", tokens_out=0, node="", error="x")]
+    summary = summarise(requests, [])
+    assert len(write_plots(tmp_path, requests, [], summary)) == 5
+
+
+def test_report_has_tables_ratios_plots_seed_and_provenance(tmp_path):
+    from scenarios.plots import write_plots
+    from scenarios.report import git_commit, write_report
+
+    _require_default_policies()
+    requests, _, links, summary = _two_policy_run()
+    plots = write_plots(tmp_path, requests, links, summary)
+    spec = ScenarioSpec(name="smoke-test", seed=9, policies=["cs-ucb", "cloud-only"])
+    text = write_report(tmp_path, spec, summary, plots, seed=9).read_text()
+    assert "INCOMPLETE" not in text
+    assert "| cs-ucb | 50.0% | 1 / 1 / 0 |" in text
+    assert "| cloud-only | 50.0% | 1 / 0 / 1 |" in text
+    # 20 tokens over 8.5 s (arrival 0 to the last finish 1.5 + 7) against 5 tokens over 1 s
+    assert f"| cloud-only | {(20 / 8.5) / 5:.2f}× |" in text
+    assert "1 × cloud link down" in text
+    for plot in plots:
+        assert f"]({plot.name})" in text
+    assert "Seed: 9" in text and "SEED=9" in text
+    commit = git_commit()
+    assert commit == "unknown" or len(commit.split("+")[0]) == 40
+    assert f"`{commit}`" in text and "python 3." in text and "grpcio" in text
+
+    text = write_report(tmp_path, spec, summary, [], seed=9, incomplete=True).read_text()
+    assert "INCOMPLETE RUN" in text and "## Plots" not in text
+
+
+def test_git_commit_outside_a_repository(tmp_path):
+    from scenarios.report import git_commit
+
+    assert git_commit(tmp_path) == "unknown"
