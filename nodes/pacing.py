@@ -44,6 +44,10 @@ class Pacer:
         return (self.profile.prefill_s(tokens_in, concurrency)
                 + self.profile.decode_s(k, concurrency))
 
+    def schedule(self, tokens_in: int) -> "TokenSchedule":
+        """A per-request schedule whose steps follow concurrency as it changes."""
+        return TokenSchedule(self, tokens_in)
+
     def request_s(self, tokens_in: int, tokens_out: int, concurrency: int = 1) -> float:
         """Paced inference time of a whole request (0 for an unpaced node)."""
         if isinstance(tokens_out, bool) or not isinstance(tokens_out, int) or tokens_out < 0:
@@ -51,6 +55,34 @@ class Pacer:
         if tokens_out == 0:
             return self.prefill_due_s(tokens_in, concurrency)
         return self.token_due_s(tokens_in, tokens_out, concurrency)
+
+
+class TokenSchedule:
+    """Due times of one request's tokens, each step at the concurrency when it is taken.
+
+    token_due_s assumes one concurrency for the whole request, so a change mid-request moves
+    every due time at once (tokens already sent can fall behind or jump ahead). Here token k
+    is due at due(k − 1) + decode_s(1, n_k), with prefill at the concurrency of the first
+    step: the processor-sharing view, where a request's progress rate follows the load.
+    """
+
+    def __init__(self, pacer: Pacer, tokens_in: int) -> None:
+        self.pacer, self.tokens_in = pacer, tokens_in
+        self.k = 0  # tokens scheduled so far
+        self.due_s = 0.0  # due time of token k, seconds after the slot start
+        _check(tokens_in, 1)
+
+    def next_due_s(self, concurrency: int = 1) -> float:
+        """Due time (seconds after the slot start) of the next token, k + 1."""
+        profile = self.pacer.profile
+        if profile is None:
+            _check(self.tokens_in, concurrency)
+        else:
+            if self.k == 0:
+                self.due_s = profile.prefill_s(self.tokens_in, concurrency)
+            self.due_s += profile.decode_s(1, concurrency)
+        self.k += 1
+        return self.due_s
 
 
 def _check(tokens_in: int, concurrency: int) -> None:

@@ -28,6 +28,21 @@ def test_due_times_follow_the_profile():
     assert dues == sorted(dues)
 
 
+def test_schedule_follows_concurrency_piecewise():
+    sched = Pacer(FAST).schedule(100)
+    # at a constant concurrency it equals token_due_s
+    assert [sched.next_due_s(1) for _ in range(3)] == pytest.approx(
+        [Pacer(FAST).token_due_s(100, k) for k in (1, 2, 3)])
+    # a second request arrives: later steps cost 1.25x, earlier ones are not re-timed
+    assert sched.next_due_s(2) == pytest.approx(0.1 + 3 * 0.005 + 0.00625)
+    assert sched.next_due_s(2) == pytest.approx(0.1 + 3 * 0.005 + 2 * 0.00625)
+    assert sched.k == 5
+    # prefill runs at the concurrency of the first step
+    assert Pacer(FAST).schedule(100).next_due_s(3) == pytest.approx(1.5 * (0.1 + 0.005))
+    unpaced = Pacer(None).schedule(100)
+    assert unpaced.next_due_s(4) == 0.0 and unpaced.k == 1
+
+
 def test_unpaced_is_due_at_once():
     pacer = Pacer(None)
     assert not pacer.paced
