@@ -69,8 +69,8 @@ def ratio_table(summary: dict[str, dict[str, Any]], reference: str = REFERENCE) 
     lines = [f"| {reference} / baseline | throughput ratio | energy ratio | success rate Δ |",
              "|---|---:|---:|---:|"]
     for policy, r in ratios(summary, reference).items():
-        lines.append(f"| {policy} | {_num(r['throughput'], '.2f')}× | {_num(r['energy'], '.2f')}× "
-                     f"| {100 * r['success_rate_delta']:+.1f} pts |")
+        lines.append(f"| {policy} | {_num(r['throughput'], '.2f')}× "
+                     f"| {_num(r['energy'], '.2f')}× | {100 * r['success_rate_delta']:+.1f} pts |")
     return "\n".join(lines)
 
 

@@ -160,7 +160,8 @@ def _write_csv(path: Path, row_type: type, rows: Iterable[Any]) -> None:
         writer.writerow(names)
         for row in rows:
             if not isinstance(row, row_type):
-                raise TypeError(f"{path.name}: expected {row_type.__name__}, got {type(row).__name__}")
+                raise TypeError(f"{path.name}: expected {row_type.__name__}, "
+                                f"got {type(row).__name__}")
             writer.writerow([getattr(row, name) for name in names])
     os.replace(tmp, path)
 

@@ -73,7 +73,8 @@ def test_overrides_are_dotted_keys():
 
 def test_unknown_key_is_named(tmp_path):
     path = _write(tmp_path, {"name": "x", "workload": {"requests": 5, "rqeuests_per_s": 2}})
-    with pytest.raises(SpecError, match=r"workload\.rqeuests_per_s: Extra inputs are not permitted"):
+    with pytest.raises(SpecError,
+                       match=r"workload\.rqeuests_per_s: Extra inputs are not permitted"):
         load_spec(path)
 
 

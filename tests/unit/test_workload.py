@@ -63,7 +63,8 @@ def test_class_weights_are_respected():
                ServiceClassSpec(name="summarise", weight=0.3),
                ServiceClassSpec(name="generate", weight=0.1)]
     n = 10_000
-    counts = Counter(i.service.service_class for i in generate(_spec(requests=n, classes=classes), 42))
+    items = generate(_spec(requests=n, classes=classes), 42)
+    counts = Counter(i.service.service_class for i in items)
     for cls in classes:
         share = counts[cls.name] / n
         # binomial sd at n=10,000 is <= 0.005; 0.02 is four standard deviations (fixed seed)
