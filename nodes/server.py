@@ -123,11 +123,13 @@ class SlotQueue:
         with self._cond:
             if self._free > 0 and not self._waiting:
                 self._free -= 1
+                self._cond.notify_all()
                 return SlotQueue.Ticket(granted=True)
             if len(self._waiting) >= self.capacity:
                 return None
             ticket = SlotQueue.Ticket()
             self._waiting.append(ticket)
+            self._cond.notify_all()
             return ticket
 
     def wait(self, ticket: "SlotQueue.Ticket", cancelled: threading.Event) -> bool:
@@ -136,6 +138,7 @@ class SlotQueue:
             while not ticket.granted:
                 if cancelled.is_set():
                     self._waiting.remove(ticket)
+                    self._cond.notify_all()
                     return False
                 self._cond.wait()
             return True
@@ -144,14 +147,22 @@ class SlotQueue:
         with self._cond:
             if self._waiting:
                 self._waiting.popleft().granted = True
-                self._cond.notify_all()
             else:
                 self._free += 1
+            self._cond.notify_all()
 
     def wake(self) -> None:
         """Let waiters re-check their cancellation event."""
         with self._cond:
             self._cond.notify_all()
+
+    def wait_until(self, busy: int | None = None, waiting: int | None = None,
+                   timeout_s: float | None = None) -> bool:
+        """Block until the busy slots and waiting requests equal the given counts."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: ((busy is None or self.slots - self._free == busy)
+                         and (waiting is None or len(self._waiting) == waiting)), timeout_s)
 
     @property
     def busy(self) -> int:
@@ -393,7 +404,7 @@ class Registrar(threading.Thread):
         super().__init__(name=f"registrar-{servicer.config.node_id}", daemon=True)
         self.servicer = servicer
         self.address = address
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._cond = threading.Condition()
         self.registrations = 0
         self.heartbeats = 0  # acknowledged by the scheduler
@@ -429,7 +440,7 @@ class Registrar(threading.Thread):
         registered = False
         last_error = None
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 try:
                     if registered:
                         stub.Heartbeat(self._heartbeat_request(), timeout=interval_s * 4)
@@ -455,7 +466,7 @@ class Registrar(threading.Thread):
                         log.warning("scheduler %s: %s: %s", self.servicer.config.scheduler,
                                     e.code().name, e.details())
                         last_error = e.code()
-                self._stop.wait(interval_s)
+                self._stopping.wait(interval_s)
             if registered:  # tell the scheduler we stopped serving
                 try:
                     stub.Heartbeat(self._heartbeat_request(), timeout=interval_s)
@@ -465,7 +476,7 @@ class Registrar(threading.Thread):
             channel.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
 
 class NodeServer:
@@ -552,12 +563,21 @@ class NodeServer:
         return self.registrar
 
     def stop(self, grace_s: float | None = None) -> threading.Event:
-        """NOT_SERVING at once; in-flight requests get `grace_s` to finish."""
+        """NOT_SERVING at once, then let admitted requests finish within `grace_s`.
+
+        The server keeps answering (health says NOT_SERVING, Generate UNAVAILABLE) while it
+        drains; what is still running when the grace period ends is cancelled. Blocks while
+        draining; returns the gRPC server's termination event.
+        """
+        grace_s = self.config.grace_s if grace_s is None else grace_s
+        deadline_s = time.monotonic() + grace_s
         self.servicer.serving.clear()
-        self.health.enter_graceful_shutdown()
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.registrar is not None:
-            self.registrar.stop()
-        done = self.server.stop(self.config.grace_s if grace_s is None else grace_s)
+            self.registrar.stop()  # its last heartbeat tells the scheduler serving=False
+        self.servicer.slots.wait_until(busy=0, waiting=0, timeout_s=grace_s)
+        self.health.enter_graceful_shutdown()
+        done = self.server.stop(max(0.0, deadline_s - time.monotonic()))
         if self.registrar is not None:
             self.registrar.join(timeout=self.config.heartbeat_interval_s * 5)
         return done
