@@ -125,3 +125,15 @@ def test_unknown_fault_target_lists_the_hosts(tmp_path):
             "faults": [{"at_s": 1.0, "kind": "kill-node", "target": "edge3"}]}
     with pytest.raises(SpecError, match="unknown host 'edge3'; accepted: cloud, edge1, edge2"):
         load_spec(_write(tmp_path, data))
+
+
+def test_every_profile_named_by_a_scenario_exists():
+    from nodes.profile import list_profiles
+
+    known = set(list_profiles())
+    for name in SHIPPED:
+        raw = yaml.safe_load((SCENARIO_DIR / f"{name}.yaml").read_text())
+        named = [g.get("profile") for g in raw.get("nodes", {}).values()]
+        named += raw.get("simulation", {}).get("edge_profiles", [])
+        missing = [p for p in named if p and p not in known]
+        assert not missing, f"{name}.yaml names unknown profiles {missing}; known: {sorted(known)}"
