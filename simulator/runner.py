@@ -79,8 +79,13 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
              bandwidth_source: str = "true", heartbeat_interval_s: float = 0.5,
              heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
              policy_params: Mapping[str, object] | None = None,
-             record_links: bool = True) -> SimResult:
-    """Run every arrival through `policy` and return the rows of the results layout."""
+             record_links: bool = True, trace: list[tuple] | None = None) -> SimResult:
+    """Run every arrival through `policy` and return the rows of the results layout.
+
+    trace: if a list, every event the cluster and the policy saw is appended to it, in order:
+    ("decide", t, service, node_id), ("heartbeat", t, node_id, queue_length, busy_slots),
+    ("bandwidth", t, node_id, rate_mbit), ("outcome", t, outcome) — enough to replay the run
+    through another front end (the gRPC scheduler) and compare decisions."""
     if bandwidth_source not in BANDWIDTH_SOURCES:
         raise ValueError(f"bandwidth_source must be one of {BANDWIDTH_SOURCES} "
                          f"(got {bandwidth_source!r})")
@@ -98,6 +103,7 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
     try:
         run = _Run(policy, nodes, arrivals, rate_changes, bandwidth_source,
                    heartbeat_interval_s, heartbeat_timeout_s, faults, record_links)
+        run.trace = trace
         run.env.run(until=run.all_done)
         return run.result(time.perf_counter() - started)
     finally:
@@ -147,6 +153,7 @@ class _Run:
         self.link_rows: list[LinkRow] = []
         self.record_links = record_links
         self.decisions: list[tuple[str, str]] = []
+        self.trace: list[tuple] | None = None
         self.end_s = 0.0
         self.all_done = env.event()
         if record_links:
@@ -197,6 +204,8 @@ class _Run:
         sim_link.set_rate(rate_mbit)
         if self.feed_bandwidth and rate_mbit > 0:
             self.cluster.set_bandwidth(link, rate_mbit)
+            if self.trace is not None:
+                self.trace.append(("bandwidth", self.env.now, link, rate_mbit))
         if self.record_links:
             self.link_rows.append(LinkRow(self.policy_name, self.env.now, link, rate_mbit))
 
@@ -242,6 +251,8 @@ class _Run:
             if self.dead or reports.get(node_id) != report:
                 reports[node_id] = report
                 self.cluster.heartbeat(node_id, queue_length=report[0], busy_slots=report[1])
+                if self.trace is not None:
+                    self.trace.append(("heartbeat", self.env.now, node_id, *report))
         if self.dead:
             self.cluster.expire()
         self._at(self.env.now + self.heartbeat_interval_s, self._heartbeat)
@@ -260,6 +271,8 @@ class _Run:
         self.cluster.on_assign(service, decision.prediction)
         node_id = decision.node_id
         self.decisions.append((service.id, node_id))
+        if self.trace is not None:
+            self.trace.append(("decide", self.env.now, service, node_id))
         flight = _Flight(self, arrival, node_id, decision.prediction.f)
         if decision.defer_s > 0:
             self._at(self.env.now + decision.defer_s, flight.dispatch)
@@ -282,6 +295,8 @@ class _Run:
 
     def _record(self, arrival: Arrival, outcome: Outcome, learn: bool = True) -> None:
         if learn:
+            if self.trace is not None:
+                self.trace.append(("outcome", self.env.now, outcome))
             self.cluster.on_complete(outcome)
             self.policy.update(outcome)
         self.rows.append(RequestRow.from_outcome(self.policy_name, outcome, arrival.arrival_s))

@@ -85,3 +85,101 @@ def test_a_rate_change_mid_upload_banks_progress_at_the_old_rate():
     (row,) = result.requests
     assert row.transmission_s == pytest.approx(1.5, abs=1e-12)
     assert row.total_s == pytest.approx(3.5, abs=1e-12)
+
+
+# --- scenario-driven runs ---------------------------------------------------------------------
+from scenarios.results import summarise  # noqa: E402
+from scenarios.spec import load_spec  # noqa: E402
+from simulator import world  # noqa: E402
+from simulator.cells import FLUCTUATING, Cell, cell_spec, run_cell  # noqa: E402
+
+ALL_POLICIES = ["cs-ucb", "cloud-only", "edge-only", "edge-cloud", "round-robin", "random",
+                "least-loaded", "oracle"]
+
+
+def _paper(requests: int = 400, **overrides):
+    spec = load_spec("paper", **{"workload.requests": requests, **overrides})
+    return cell_spec(spec, Cell("xeon-4214r/llama2-7b", FLUCTUATING))
+
+
+def _run(spec, policy: str):
+    return simulate(policy, world.node_setups(spec), world.arrivals(spec), seed=spec.seed,
+                    rate_changes=world.rate_changes(spec))
+
+
+def test_the_same_seed_gives_identical_results_and_another_seed_does_not():
+    spec = _paper()
+    first, second = _run(spec, "cs-ucb"), _run(spec, "cs-ucb")
+    assert first.requests == second.requests
+    assert first.nodes == second.nodes
+    assert first.links == second.links
+    other = _run(_paper(seed=spec.seed + 1), "cs-ucb")
+    assert [r.total_s for r in other.requests] != [r.total_s for r in first.requests]
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_every_service_finishes_or_fails_once_and_energy_parts_sum(policy):
+    spec = _paper()
+    result = _run(spec, policy)
+    ids = [r.service_id for r in result.requests]
+    assert sorted(ids) == sorted(item.service.id for item in world.arrivals(spec))
+    for row in result.requests:
+        assert row.status in ("met", "missed", "failed")
+        assert row.total_j == pytest.approx(row.transmission_j + row.inference_j + row.idle_j)
+        if row.status != "failed":
+            assert row.total_s == pytest.approx(row.transmission_s + row.queueing_s
+                                                + row.inference_s, abs=1e-9)
+            assert (row.status == "met") == (row.total_s <= row.deadline_s)
+    # summarise raises AccountingError if a service is lost or counted twice.
+    summary = summarise(result.requests, result.nodes, generated=len(ids))[policy]
+    for node in result.nodes:
+        assert node.busy_s + node.idle_s == pytest.approx(result.makespan_s)
+    # The nodes' inference energy is exactly the services' shares of it.
+    assert sum(n.inference_j for n in result.nodes) == pytest.approx(
+        summary["energy_j"]["inference"], rel=1e-9)
+
+
+def test_a_full_queue_fails_the_service_and_says_why():
+    model = NodeModel(prefill_tok_s=100.0, decode_tok_s=1.0, concurrency_slowdown=0.0,
+                      idle_power_w=1.0, max_power_w=2.0)
+    node = NodeSetup("edge1", "edge", model, slots=1, queue_capacity=1, link_rate_mbit=100.0,
+                     j_per_bit=0.0)
+    arrivals = [Arrival(0.0, _service(f"s{i}", 100, 1, 10, 5.0)) for i in range(3)]
+    rows = {r.service_id: r for r in simulate(RoundRobin(), [node], arrivals).requests}
+    assert [rows[s].status for s in ("s0", "s1", "s2")] == ["missed", "missed", "failed"]
+    assert "queue full" in rows["s2"].error
+
+
+def test_cloud_only_deferral_is_held_before_upload_and_counted_as_queueing():
+    spec = _paper(requests=200)
+    result = _run(spec, "cloud-only")
+    assert {r.node_id for r in result.requests} == {"cloud"}
+    assert any(r.queueing_s > 0 for r in result.requests)
+
+
+def test_a_killed_node_fails_what_it_held_and_gets_no_more_work():
+    spec = _paper(requests=300)
+    spec = spec.model_copy(update={"faults": []})
+    from simulator.runner import Fault
+
+    result = simulate("round-robin", world.node_setups(spec), world.arrivals(spec),
+                      seed=spec.seed, faults=[Fault(5.0, "kill-node", "edge1")],
+                      heartbeat_timeout_s=1.0)
+    after = [r for r in result.requests if r.node_id == "edge1" and r.arrival_s > 7.0]
+    assert after == []  # expired after the 1 s heartbeat timeout: no longer a candidate
+    assert any(r.node_id == "edge1" and r.status == "failed" for r in result.requests)
+
+
+def test_run_cell_writes_the_results_layout_marked_simulated(tmp_path):
+    import json
+
+    spec = load_spec("paper")
+    result = run_cell(spec, Cell("xeon-4214r/yi-6b", "stable"), ["cs-ucb", "edge-cloud"],
+                      requests=100, out_dir=tmp_path, plots=False)
+    for name in ("config.yaml", "requests.csv", "nodes.csv", "links.csv", "summary.json"):
+        assert (tmp_path / name).exists(), name
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data["world"] == "simulated"
+    assert data["edge_profile"] == "xeon-4214r/yi-6b"
+    assert set(data["policies"]) == {"cs-ucb", "edge-cloud"}
+    assert result.summary["cs-ucb"]["requests"] == 100
