@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.stamps
 APT_PACKAGES := mininet iperf3 bridge-utils iputils-ping iproute2 ethtool
 PROTOS := $(wildcard proto/perllm/v1/*.proto)
 STUBS  := perllm/v1/scheduler_pb2.py
+MODELS := models/tiny.build.json
 
 NAME     ?= fluctuating
 PYTEST_ARGS ?=
@@ -20,7 +21,7 @@ export TRANSFORMERS_OFFLINE := 1
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
-setup: $(STAMP)/apt $(STAMP)/pip $(STUBS) $(STAMP)/models ## Install what the testbed needs (idempotent)
+setup: $(STAMP)/apt $(STAMP)/pip $(STUBS) $(MODELS) ## Install what the testbed needs (idempotent)
 
 $(STAMP)/apt:
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -44,9 +45,10 @@ $(STUBS): $(PROTOS) $(STAMP)/pip
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 	@touch perllm/__init__.py perllm/v1/__init__.py
 
-models: $(STAMP)/models ## Build the tiny offline models into models/
+models: $(MODELS) ## Build the tiny offline models into models/
 
-$(STAMP)/models: $(STUBS) $(wildcard nodes/tiny/*.py)
+# The builder's own stamp lives beside the models, so deleting models/ rebuilds them.
+$(MODELS): $(STUBS) $(wildcard nodes/tiny/*.py nodes/tiny/*.txt)
 	$(PY) -m nodes build-tiny --out models/
 	@touch $@
 
