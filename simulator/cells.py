@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,7 +15,6 @@ from scenarios.results import (LinkRow, NodeRow, RequestRow, summarise, write_co
                                write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
 from simulator import world
-from simulator.model import NodeModel
 from simulator.runner import simulate
 from testbed.spec import FluctuationSpec
 
@@ -72,7 +70,7 @@ def cell_spec(spec: ScenarioSpec, cell: Cell) -> ScenarioSpec:
 
 
 def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
-             requests: int | None = None, calibration: Mapping[str, NodeModel] | None = None,
+             requests: int | None = None, calibration: world.Calibration | None = None,
              out_dir: Path | None = None, plots: bool = True) -> CellResult:
     """Every policy on the cell's workload; writes the results layout under out_dir if given."""
     spec = cell_spec(spec, cell)
@@ -103,11 +101,11 @@ def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
         write_config(out_dir, spec)
         write_rows(out_dir, all_requests, all_nodes, all_links)
         write_summary(out_dir, summary, extra={
-            "world": "simulated", "policies": list(policies), "seed": spec.seed,
+            "world": "simulated", "seed": spec.seed,
             "requests_per_policy": len(items), "edge_profile": spec.nodes.edge.profile,
             "cloud_profile": spec.nodes.cloud.profile,
             "fluctuation": spec.topology.fluctuation.model_dump(mode="json"),
-            "calibrated_nodes": sorted(calibration or {}),
+            "calibrated_nodes": sorted(calibration.nodes) if calibration else [],
             "simulation_wall_s": wall})
         if plots:
             _plots_and_report(out_dir, spec, all_requests, all_links, summary)
@@ -130,7 +128,7 @@ def _run_cell_job(args: tuple) -> CellResult:
 
 
 def run_cells(spec: ScenarioSpec, cells: Sequence[Cell], policies: Sequence[str], *,
-              requests: int | None = None, calibration: Mapping[str, NodeModel] | None = None,
+              requests: int | None = None, calibration: world.Calibration | None = None,
               run_dir: Path | None = None, plots: bool = True, processes: int | None = None,
               on_done=None) -> list[CellResult]:
     """Run cells in parallel processes (default: one per core, at most one per cell)."""
@@ -156,7 +154,3 @@ def run_cells(spec: ScenarioSpec, cells: Sequence[Cell], policies: Sequence[str]
     return [by_cell[cell] for cell in cells]
 
 
-def timed(fn, *args, **kwargs):
-    started = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - started

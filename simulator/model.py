@@ -45,15 +45,18 @@ class SimLink:
     """The user→node link: concurrent uploads share its current rate equally."""
 
     def __init__(self, env: simpy.Environment, name: str, rate_mbit: float,
-                 j_per_bit: float) -> None:
+                 j_per_bit: float, efficiency: float = 1.0) -> None:
+        if not 0 < efficiency <= 1:
+            raise ValueError(f"link {name}: efficiency must be in (0, 1] (got {efficiency})")
         self.name = name
+        self.efficiency = efficiency
         self.rate_mbit = rate_mbit
         self.j_per_bit = j_per_bit
         self.bytes_sent = 0
         self.server = SharedServer(env, self._per_upload_bit_s)
 
     def _per_upload_bit_s(self, n: int) -> float:
-        return self.rate_mbit * 1e6 / n
+        return self.rate_mbit * self.efficiency * 1e6 / n
 
     def set_rate(self, rate_mbit: float) -> None:
         self.server.sync()  # bank progress at the old rate first

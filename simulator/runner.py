@@ -53,6 +53,8 @@ class NodeSetup:
     link_rate_mbit: float
     j_per_bit: float
     profile: str = ""
+    # Goodput / applied rate of the link (TCP and shaping overheads; 1 = ideal), calibrated.
+    link_efficiency: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,8 @@ class _Run:
         for s in setups:
             if s.kind not in (EDGE, CLOUD):
                 raise ValueError(f"node {s.node_id}: kind must be edge or cloud (got {s.kind!r})")
-            self.links[s.node_id] = SimLink(env, s.node_id, s.link_rate_mbit, s.j_per_bit)
+            self.links[s.node_id] = SimLink(env, s.node_id, s.link_rate_mbit, s.j_per_bit,
+                                            s.link_efficiency)
             self.nodes[s.node_id] = SimNode(env, s.node_id, s.kind, s.model, s.slots,
                                             s.queue_capacity)
             self.cluster.register(NodeInfo(

@@ -7,6 +7,7 @@ emulated run, so the simulator sees the same services and the same rates as the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -27,12 +28,26 @@ def node_model(profile: HardwareProfile) -> NodeModel:
                      name=profile.name)
 
 
-def load_calibration(path: str | Path) -> dict[str, NodeModel]:
-    """A calibration YAML (simulator.calibrate): node id -> fitted NodeModel."""
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted node models (node id -> NodeModel) and link efficiencies (link -> factor)."""
+
+    nodes: Mapping[str, NodeModel] = field(default_factory=dict)
+    link_efficiency: Mapping[str, float] = field(default_factory=dict)
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """A calibration YAML written by `python -m simulator calibrate`."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     nodes = data.get("nodes")
     if not isinstance(nodes, Mapping) or not nodes:
         raise ValueError(f"{path}: expected a non-empty 'nodes:' mapping of node id -> model")
+    efficiency = {}
+    for link, entry in (data.get("links") or {}).items():
+        value = float(entry.get("efficiency", 1.0)) if isinstance(entry, Mapping) else None
+        if value is None or not 0 < value <= 1:
+            raise ValueError(f"{path}: links.{link}.efficiency must be in (0, 1] (got {entry!r})")
+        efficiency[str(link)] = value
     out = {}
     for node_id, fields in nodes.items():
         try:
@@ -44,22 +59,23 @@ def load_calibration(path: str | Path) -> dict[str, NodeModel]:
             raise ValueError(f"{path}: nodes.{node_id}: missing or bad field {exc}") from None
         model.validate()
         out[str(node_id)] = model
-    return out
+    return Calibration(out, efficiency)
 
 
-def node_setups(spec: ScenarioSpec, calibration: Mapping[str, NodeModel] | None = None,
+def node_setups(spec: ScenarioSpec, calibration: Calibration | None = None,
                 edge_profile: str | None = None) -> list[NodeSetup]:
     """edge1..edgeN (and cloud) as the testbed builds them; a calibration overrides a node's
     model, `edge_profile` overrides the edges' hardware profile (the paper's model sweep)."""
     topo = spec.topology
-    calibration = calibration or {}
+    models = calibration.nodes if calibration else {}
+    efficiency = calibration.link_efficiency if calibration else {}
     setups = []
     for link in topo.link_names():
         kind = "cloud" if link == "cloud" else "edge"
         group = spec.nodes.cloud if kind == "cloud" else spec.nodes.edge
         profile_name = edge_profile if (kind == "edge" and edge_profile) else group.profile
-        if link in calibration:
-            model = calibration[link]
+        if link in models:
+            model = models[link]
         elif profile_name:
             model = node_model(load_profile(profile_name))
         else:
@@ -68,7 +84,8 @@ def node_setups(spec: ScenarioSpec, calibration: Mapping[str, NodeModel] | None 
         setups.append(NodeSetup(
             node_id=link, kind=kind, model=model, slots=group.slots,
             queue_capacity=group.queue_capacity, link_rate_mbit=topo.nominal_rate_mbit(link),
-            j_per_bit=topo.j_per_bit(link), profile=profile_name or ""))
+            j_per_bit=topo.j_per_bit(link), profile=profile_name or "",
+            link_efficiency=efficiency.get(link, 1.0)))
     return setups
 
 
