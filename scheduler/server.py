@@ -138,7 +138,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.cluster = Cluster(clock=config.clock, heartbeat_timeout_s=config.heartbeat_timeout_s)
         self.health = health_servicer
         self.counters = {"met": 0, "missed": 0, "failed": 0}
-        self._lock = threading.Lock()  # cluster, policy, counters
+        self._lock = threading.Lock()  # cluster, policy, counters, Submit runs
         self._feed = BandwidthFeed(config.bandwidth_feed) if config.bandwidth_feed else None
         self._stubs: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
         self._channels: list[grpc.Channel] = []
@@ -241,12 +241,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def record_outcome(self, outcome: Outcome, update_policy: bool = True) -> float:
         """Book a measured outcome: release the node, learn (eq. 4), count, save state."""
         with self._lock:
-            self.cluster.on_complete(outcome)
-            reward = self.policy.update(outcome) if update_policy else 0.0
-            self.counters[outcome.status.value] += 1
-            snapshot = self._snapshot_locked()
+            reward, snapshot = self._record_locked(outcome, update_policy)
         self._write_snapshot(snapshot)
         return reward
+
+    def _record_locked(self, outcome: Outcome, update_policy: bool
+                       ) -> tuple[float, tuple[int, bytes] | None]:
+        self.cluster.on_complete(outcome)
+        reward = self.policy.update(outcome) if update_policy else 0.0
+        self.counters[outcome.status.value] += 1
+        return reward, self._snapshot_locked()
 
     @staticmethod
     def _service_or_abort(pb: common_pb2.Service, context: grpc.ServicerContext) -> Service:
@@ -362,84 +366,103 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         client_remaining_s = context.time_remaining()
         if client_remaining_s is not None:
             end_s = min(end_s, started_s + client_remaining_s)
+        run = _SubmitRun(service, started_s)
 
-        gone = threading.Event()  # the client cancelled or its deadline passed
-        current_call: list[grpc.Call | None] = [None]
-
-        def on_rpc_done() -> None:
-            gone.set()
-            call = current_call[0]
+        def on_rpc_end() -> None:
+            # Runs when the call ends for any reason. If it ended before an outcome (client
+            # cancelled, its deadline passed, shutdown's grace ran out), gRPC may never resume
+            # this generator, so the failure is recorded here; then the node call is cancelled.
+            run.gone.set()
+            self._abandon(run)
+            call = run.call
             if call is not None:
                 call.cancel()
 
-        context.add_callback(on_rpc_done)
+        if not context.add_callback(on_rpc_end):
+            return  # already over
         excluded: list[str] = []
         errors: list[str] = []
-        attempts = 0
-        decision: Decision | None = None  # the latest decision
-        booked: Decision | None = None  # assigned on the cluster, not yet completed
-        done = False
-        try:
-            while True:
-                if time.monotonic() >= end_s:
-                    errors.append(f"no time left to try another node "
-                                  f"(requirement {service.deadline_s} s)")
-                    break
-                with self._lock:
-                    try:
-                        decision, address = self._decide_locked(service, exclude=excluded)
-                    except NoNodeError as e:
-                        decision, error = None, str(e)
-                    else:
-                        booked = decision
-                        j_per_bit = self.cluster.node(decision.node_id).info.transmission_j_per_bit
-                if decision is None:
-                    if attempts == 0:
-                        context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
-                    errors.append(f"no other node to try ({error})")
-                    break
-                attempts += 1
-                yield scheduler_pb2.SubmitResponse(
-                    decision=convert.decision_to_proto(decision, address))
-                attempt = yield from self._forward(
-                    request.service, service, address, end_s - time.monotonic(), gone,
-                    current_call)
-                if attempt.result is not None:
-                    outcome = self._outcome_from_result(
-                        service, decision, attempt, started_s, attempts, j_per_bit)
-                    booked = None
-                    self.record_outcome(outcome)
-                    done = True
-                    yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
+        while True:
+            if time.monotonic() >= end_s:
+                errors.append(f"no time left to try another node "
+                              f"(requirement {service.deadline_s} s)")
+                break
+            with self._lock:
+                if run.finished:
                     return
-                # The node failed this service: release its place and, when the node (not the
-                # request or the client) is to blame, let the policy learn the failure.
-                failed = self._failed_outcome(service, decision, started_s, attempts,
-                                              attempt.error)
-                with self._lock:
-                    self.cluster.on_complete(failed)
-                    booked = None
-                    if attempt.retryable and not gone.is_set():
-                        self.policy.update(failed)
-                errors.append(f"{decision.node_id}: {attempt.error}")
-                excluded.append(decision.node_id)
-                if gone.is_set() or not attempt.retryable:
-                    break
-            outcome = self._failed_outcome(service, booked or decision, started_s, attempts,
-                                           "; ".join(errors))
-            self.record_outcome(outcome, update_policy=False)  # each attempt already learned
-            done = True
+                try:
+                    decision, address = self._decide_locked(service, exclude=excluded)
+                except NoNodeError as e:
+                    decision, error = None, str(e)
+                else:
+                    run.decision = run.booked = decision
+                    run.attempts += 1
+                    j_per_bit = self.cluster.nodes[decision.node_id].info.transmission_j_per_bit
+            if decision is None:
+                if run.attempts == 0:
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
+                errors.append(f"no other node to try ({error})")
+                break
+            yield scheduler_pb2.SubmitResponse(
+                decision=convert.decision_to_proto(decision, address))
+            attempt = yield from self._forward(request.service, service, address,
+                                               end_s - time.monotonic(), run)
+            if attempt.result is not None:
+                outcome = self._outcome_from_result(
+                    service, decision, attempt, started_s, run.attempts, j_per_bit)
+                if self._finish(run, outcome, update_policy=True):
+                    yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
+                return
+            # The node failed this service: release its place and, when the node (not the
+            # request or the client) is to blame, let the policy learn the failure.
+            failed = self._failed_outcome(service, decision, started_s, run.attempts,
+                                          attempt.error)
+            with self._lock:
+                if run.finished:
+                    return
+                self.cluster.on_complete(failed)
+                run.booked = None
+                if attempt.retryable and not run.gone.is_set():
+                    self.policy.update(failed)
+            errors.append(f"{decision.node_id}: {attempt.error}")
+            excluded.append(decision.node_id)
+            if run.gone.is_set() or not attempt.retryable:
+                break
+        outcome = self._failed_outcome(service, run.decision, started_s, run.attempts,
+                                       "; ".join(errors))
+        # Each failed attempt already taught the policy; the service's outcome only counts.
+        if self._finish(run, outcome, update_policy=False):
             yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
-        finally:
-            if not done and attempts > 0:
-                # The client went away while we waited or yielded: the service still ends in
-                # exactly one recorded outcome, and the node's place is released.
-                outcome = self._failed_outcome(service, booked or decision, started_s,
-                                               attempts, "client cancelled the Submit call")
-                with self._lock:
-                    if booked is not None:
-                        self.cluster.on_complete(outcome)
-                    self.counters["failed"] += 1
+
+    def _finish(self, run: _SubmitRun, outcome: Outcome, update_policy: bool) -> bool:
+        """Record a Submit's one outcome; False if the call's end already recorded it."""
+        with self._lock:
+            if run.finished:
+                return False
+            run.finished = True
+            run.booked = None
+            _, snapshot = self._record_locked(outcome, update_policy)
+        self._write_snapshot(snapshot)
+        return True
+
+    def _abandon(self, run: _SubmitRun) -> None:
+        """The call ended before its outcome: record it FAILED and release the node."""
+        with self._lock:
+            if run.finished or run.attempts == 0:
+                return  # done already, or never scheduled (nothing booked, nothing to lose)
+            run.finished = True
+            outcome = self._failed_outcome(
+                run.service, run.decision, run.started_s, run.attempts,
+                "the Submit call ended before its outcome (client cancelled, deadline "
+                "passed or scheduler shutting down)")
+            if run.booked is None:  # the booked attempt was already released
+                self.counters["failed"] += 1
+                snapshot = self._snapshot_locked()
+            else:
+                # Not the node's fault: release its place without teaching the policy.
+                _, snapshot = self._record_locked(outcome, update_policy=False)
+            run.booked = None
+        self._write_snapshot(snapshot)
 
     def _inference_stub(self, address: str) -> inference_pb2_grpc.InferenceServiceStub:
         with self._stubs_lock:
@@ -453,8 +476,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             return stub
 
     def _forward(self, service_pb: common_pb2.Service, service: Service, address: str,
-                 timeout_s: float, gone: threading.Event, current_call: list
-                 ) -> Iterator[scheduler_pb2.SubmitResponse]:
+                 timeout_s: float, run: _SubmitRun) -> Iterator[scheduler_pb2.SubmitResponse]:
         """Stream one attempt's chunks to the client; return an _Attempt (via `yield from`)."""
         request = inference_pb2.GenerateRequest(
             request_id=service.id, prompt=service.prompt, max_new_tokens=service.max_new_tokens,
@@ -468,8 +490,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             attempt.retryable = False
             return attempt
         call = self._inference_stub(address).Generate(request, timeout=timeout_s)
-        current_call[0] = call
-        if gone.is_set():
+        run.call = call
+        if run.gone.is_set():  # the call ended while we were connecting
             call.cancel()
         try:
             for response in call:
@@ -484,7 +506,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             attempt.error = f"{e.code().name}: {e.details()}"
             attempt.retryable = e.code() not in _NOT_RETRYABLE
         finally:
-            current_call[0] = None
+            run.call = None
         if attempt.result is None and not attempt.error:
             attempt.error = "the node's stream ended without a GenerateResult"
         return attempt
@@ -535,6 +557,20 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 channel.close()
             self._channels.clear()
             self._stubs.clear()
+
+
+@dataclass
+class _SubmitRun:
+    """One Submit call's progress, shared with the callback that runs when the call ends."""
+
+    service: Service
+    started_s: float
+    gone: threading.Event = field(default_factory=threading.Event)  # the call has ended
+    call: grpc.Call | None = None  # the node's Generate call in progress
+    decision: Decision | None = None  # the latest decision
+    booked: Decision | None = None  # assigned on the cluster and not yet released
+    attempts: int = 0
+    finished: bool = False  # its one outcome is recorded (under the servicer's lock)
 
 
 @dataclass

@@ -39,6 +39,7 @@ class FewestInflight(Policy):
         super().__init__(config, seed)
         self.plays: dict[str, int] = {}
         self.met: dict[str, int] = {}
+        self.errors: list[str] = []  # of FAILED outcomes, in order
 
     def select(self, service: Service, cluster: Cluster) -> Decision:
         nodes = cluster.candidates()
@@ -53,6 +54,8 @@ class FewestInflight(Policy):
         key = f"{outcome.service_class}/{outcome.node_id}"
         self.plays[key] = self.plays.get(key, 0) + 1
         self.met[key] = self.met.get(key, 0) + outcome.met
+        if outcome.status is Status.FAILED:
+            self.errors.append(outcome.error)
         return 1.0 if outcome.met else -1.0
 
     def arm_stats(self, cluster: Cluster) -> list[ArmStat]:
@@ -409,11 +412,14 @@ class FakeNode(inference_pb2_grpc.InferenceServiceServicer):
         self.requests: list[inference_pb2.GenerateRequest] = []
         self.first_chunk_sent = threading.Event()
         self.release = threading.Event()
+        self.ended = threading.Event()
         if mode != "hold":
             self.release.set()
 
     def Generate(self, request, context):
         self.requests.append(request)
+        # Runs when the call ends; before `release` is set only a cancellation can end it.
+        context.add_callback(self.ended.set)
         if self.mode == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.node_id} is shutting down")
         if self.mode == "full":
@@ -513,6 +519,7 @@ def test_submit_retries_a_failed_node_on_another(srv, fake_nodes, mode, reason):
     # The failed attempt taught the policy too, and released edge1's place.
     assert srv.servicer.policy.plays == {"chat/edge1": 1, "chat/edge2": 1}
     assert srv.servicer.policy.met == {"chat/edge1": 0, "chat/edge2": 1}
+    assert len(srv.servicer.policy.errors) == 1 and reason in srv.servicer.policy.errors[0]
     assert all(not n.inflight for n in srv.servicer.cluster.nodes.values())
     stats = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
     assert (stats.met, stats.failed) == (1, 0)
@@ -541,11 +548,12 @@ def test_submit_to_an_unreachable_address_fails_over(srv, fake_nodes):
     assert out.attempts == 2
 
 
-def test_submit_with_no_time_left_is_failed_not_lost(srv, fake_nodes):
+def test_submit_with_no_time_left_is_failed_not_lost(start, fake_nodes):
+    srv = start(submit_margin_s=0.0)
     slow = FakeNode("edge1", mode="hold")
     register_fakes(srv.stub, [slow], fake_nodes(slow))
-    # The requirement plus the margin (1 s) runs out while the node holds the second token.
-    events = submit(srv.stub, service_pb("g1", deadline_s=0.2))
+    # The requirement runs out while the node holds the second token.
+    events = submit(srv.stub, service_pb("g1", deadline_s=0.5))
     slow.release.set()
     out = events[-1].outcome
     assert out.status == common_pb2.OUTCOME_STATUS_FAILED
@@ -576,3 +584,21 @@ def test_shutdown_says_not_serving_and_lets_in_flight_submit_finish(start, fake_
     stopper.join(RPC_TIMEOUT_S)
     assert not stopper.is_alive()
     assert results and results[0][-1].outcome.status == common_pb2.OUTCOME_STATUS_MET
+
+
+def test_client_cancel_records_a_failure_and_cancels_the_node_call(srv, fake_nodes):
+    slow = FakeNode("edge1", mode="hold")
+    register_fakes(srv.stub, [slow], fake_nodes(slow))
+    call = srv.stub.Submit(scheduler_pb2.SubmitRequest(service=service_pb("g1")),
+                           timeout=RPC_TIMEOUT_S)
+    assert next(call).WhichOneof("event") == "decision"
+    assert next(call).WhichOneof("event") == "chunk"
+    call.cancel()
+    # The scheduler records the failure first, then cancels the node's call; the node's call
+    # can end before `release` only by that cancellation.
+    assert slow.ended.wait(RPC_TIMEOUT_S)
+    slow.release.set()
+    assert srv.servicer.counters == {"met": 0, "missed": 0, "failed": 1}
+    assert srv.servicer.cluster.nodes["edge1"].inflight == {}
+    # The client, not the node, ended it: the policy learned nothing about edge1.
+    assert srv.servicer.policy.plays == {}
