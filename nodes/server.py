@@ -184,11 +184,15 @@ class _Rates:
 
     def observe(self, tokens_in: int, prefill_s: float, tokens_out: int, decode_s: float) -> None:
         with self._lock:
-            if tokens_in > 0 and prefill_s > 0:
-                self.prefill_tok_s = _smooth(self.prefill_tok_s, tokens_in / prefill_s)
-            # The first token comes out of prefill; the decode phase covers the others.
+            # decode_s covers tokens 2..n; prefill_s (time to the first token) also holds one
+            # decode step, taken out so that tokens_in / prefill + tokens_out / decode (the
+            # profile's and the scheduler's model of a request) adds up to the measured time.
             if tokens_out > 1 and decode_s > 0:
                 self.decode_tok_s = _smooth(self.decode_tok_s, (tokens_out - 1) / decode_s)
+            step_s = 1 / self.decode_tok_s if self.decode_tok_s > 0 else 0.0
+            if tokens_in > 0 and prefill_s - step_s > 0:
+                self.prefill_tok_s = _smooth(self.prefill_tok_s,
+                                             tokens_in / (prefill_s - step_s))
 
 
 def _smooth(old: float, new: float) -> float:

@@ -252,6 +252,26 @@ def test_queued_requests_are_served_in_order(tiny, slow_profile):
         n.close()
 
 
+@pytest.mark.parametrize("backend", ["llama-cpp", "transformers"])
+def test_cloud_node_runs_its_slots_in_parallel(tiny, slow_profile, backend):
+    n = Node(_config(tiny, backend, kind="cloud", profile=str(slow_profile)))
+    try:
+        assert n.server.servicer.slots.slots == 4  # the cloud default
+        results = []
+        threads = [threading.Thread(target=lambda i=i: results.append(
+            n.run(max_new_tokens=6, request_id=f"c{i}")[1])) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT_S)
+        assert sorted(r.tokens_out for r in results) == [6] * 4
+        # six tokens take 0.3 s at 20 tok/s: in parallel nobody waited for another
+        assert max(r.queueing_s for r in results) < 0.25
+        assert n.status().kind == common_pb2.NODE_KIND_CLOUD
+    finally:
+        n.close()
+
+
 # -- pacing and energy -------------------------------------------------------------------
 
 def test_paced_run_holds_the_profile_rate_and_energy_parts_sum(tiny, tmp_path):
@@ -276,6 +296,7 @@ def test_paced_run_holds_the_profile_rate_and_energy_parts_sum(tiny, tmp_path):
             status.energy.inference_j + status.energy.idle_j)
         assert status.idle_power_w == 10.0 and status.max_power_w == 50.0
         assert status.decode_tok_s == pytest.approx(100.0, rel=0.1)
+        assert status.prefill_tok_s == pytest.approx(200.0, rel=0.1)
     finally:
         n.close()
 
