@@ -102,22 +102,15 @@ def decision_to_proto(decision: Decision, address: str) -> scheduler_pb2.Schedul
         service_id=decision.service_id, node_id=decision.node_id, address=address,
         predicted_transmission_s=p.transmission_s, predicted_queueing_s=p.queueing_s,
         predicted_inference_s=p.inference_s, predicted_total_s=p.total_s,
-        constraint_f=_finite(p.f), feasible=decision.any_feasible, policy=decision.policy)
+        constraint_f=p.f, feasible=decision.any_feasible, policy=decision.policy)
 
 
 def arm_stat_to_proto(arm: ArmStat) -> scheduler_pb2.ArmStats:
+    """An untried arm's ucb is +inf, as the policy computes it (doubles carry infinities)."""
     return scheduler_pb2.ArmStats(
         service_class=arm.service_class, node_id=arm.node_id, plays=arm.plays,
-        mean_reward=_finite(arm.mean_reward), ucb=_finite(arm.ucb),
+        mean_reward=arm.mean_reward, ucb=arm.ucb,
         success_rate=arm.success_rate)
-
-
-def _finite(x: float) -> float:
-    """Untried arms have an infinite UCB and a down link an infinite f: clamp for the wire
-    so that clients in languages without IEEE infinities still parse the number."""
-    if math.isnan(x):
-        return 0.0
-    return max(-1e300, min(1e300, x))
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -161,8 +154,12 @@ def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
             raise ValueError(f"outcome.energy.{name} must be >= 0 (got {value})")
     if not (pb.deadline_s > 0 and math.isfinite(pb.deadline_s)):
         raise ValueError(f"outcome.deadline_s must be > 0 (got {pb.deadline_s})")
-    if not math.isfinite(pb.constraint_f):
-        raise ValueError(f"outcome.constraint_f must be finite (got {pb.constraint_f})")
+    if math.isnan(pb.constraint_f):
+        raise ValueError(f"outcome.constraint_f must be a number (got {pb.constraint_f})")
+    # A decision on a down link has f = -inf; clients echo it back. The reward bounds f to
+    # [-1, 1] (scheduler.reward), so an infinite f is the bound.
+    constraint_f = max(-1.0, min(1.0, pb.constraint_f)) if math.isinf(pb.constraint_f) \
+        else pb.constraint_f
     return Outcome(
         service_id=pb.service_id, node_id=pb.node_id, status=_STATUS_FROM_PB[pb.status],
         deadline_s=pb.deadline_s, total_s=pb.total_s,
@@ -170,7 +167,7 @@ def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
         queueing_s=pb.queueing_s, inference_s=pb.inference_s, tokens_in=pb.tokens_in,
         tokens_out=pb.tokens_out, input_bytes=pb.input_bytes,
         energy=energy_from_proto(pb.energy), error=pb.error, attempts=pb.attempts or 1,
-        constraint_f=pb.constraint_f)
+        constraint_f=constraint_f)
 
 
 def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:
@@ -182,4 +179,4 @@ def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:
         deadline_s=outcome.deadline_s, tokens_in=outcome.tokens_in,
         tokens_out=outcome.tokens_out, input_bytes=outcome.input_bytes,
         energy=energy_to_proto(outcome.energy), error=outcome.error,
-        attempts=outcome.attempts, constraint_f=_finite(outcome.constraint_f))
+        attempts=outcome.attempts, constraint_f=outcome.constraint_f)

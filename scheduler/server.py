@@ -286,10 +286,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         with self._lock:
             known = request.node_id in self.cluster.nodes
             if known:
+                # Rates that are not positive finite numbers count as "unknown" (0), the
+                # proto's meaning of an unset rate, rather than poisoning the estimates.
                 self.cluster.heartbeat(
                     request.node_id, queue_length=max(0, request.queue_length),
-                    busy_slots=max(0, request.busy_slots), prefill_tok_s=request.prefill_tok_s,
-                    decode_tok_s=request.decode_tok_s, link_rate_mbit=request.link_rate_mbit,
+                    busy_slots=max(0, request.busy_slots),
+                    prefill_tok_s=_rate_or_unknown(request.prefill_tok_s),
+                    decode_tok_s=_rate_or_unknown(request.decode_tok_s),
+                    link_rate_mbit=_rate_or_unknown(request.link_rate_mbit),
                     serving=request.serving)
         if not known:
             context.abort(grpc.StatusCode.NOT_FOUND,
@@ -352,7 +356,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             self._refresh_locked()
             return scheduler_pb2.GetStatsResponse(
                 policy=self.policy.name, t=self.policy.t,
-                regret=convert._finite(self.policy.regret),
+                regret=self.policy.regret,
                 arms=[convert.arm_stat_to_proto(a) for a in self.policy.arm_stats(self.cluster)],
                 nodes=[convert.node_stats_to_proto(n) for n in self.cluster.nodes.values()],
                 met=self.counters["met"], missed=self.counters["missed"],
@@ -583,6 +587,10 @@ class _Attempt:
     last_token_s: float | None = None
     error: str = ""
     retryable: bool = True
+
+
+def _rate_or_unknown(rate: float) -> float:
+    return rate if rate > 0 and math.isfinite(rate) else 0.0
 
 
 def _finite_f(f: float) -> float:

@@ -602,3 +602,24 @@ def test_client_cancel_records_a_failure_and_cancels_the_node_call(srv, fake_nod
     assert srv.servicer.cluster.nodes["edge1"].inflight == {}
     # The client, not the node, ended it: the policy learned nothing about edge1.
     assert srv.servicer.policy.plays == {}
+
+
+def test_heartbeat_updates_load_rates_and_bandwidth(srv):
+    register(srv.stub, "edge1")
+    srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(
+        node_id="edge1", queue_length=3, busy_slots=1, prefill_tok_s=500.0,
+        decode_tok_s=float("nan"), link_rate_mbit=40.0, serving=True), timeout=RPC_TIMEOUT_S)
+    (node,) = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S).nodes
+    assert (node.queue_length, node.busy_slots, node.link_rate_mbit) == (3, 1, 40.0)
+    assert node.decode_tok_s == 50.0  # a NaN measurement is ignored, not averaged in
+    assert node.alive
+
+
+def test_an_infinite_constraint_f_echoed_back_is_accepted_as_the_bound(srv):
+    register(srv.stub, "edge1")
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
+        "edge1", constraint_f=float("-inf"))), timeout=RPC_TIMEOUT_S)
+    code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1", constraint_f=float("nan"))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "outcome.constraint_f" in details
+    assert srv.servicer.counters["met"] == 1
