@@ -54,6 +54,12 @@ class TopologySpec(Strict):
     delay_ms: float = Field(0.0, ge=0.0)
     jitter_ms: float = Field(0.0, ge=0.0)
     loss_pct: float = Field(0.0, ge=0.0, le=100.0)
+    # What a link's rate_mbit means. "payload": the TCP payload rate of full-size segments, what
+    # iperf3 and a transfer of N bytes see, so N*8/rate is the transfer time in both the emulator
+    # and the simulator (the shaper puts rate * 1514/1448 on the wire). "wire": the Ethernet frame
+    # rate, Mininet's meaning of bw (TCP then gets about 95.6% of it).
+    rate_basis: Literal["payload", "wire"] = Field(
+        "payload", description="payload: rate_mbit is TCP goodput; wire: Ethernet frame rate")
 
     @property
     def wants_netem(self) -> bool:

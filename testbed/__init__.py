@@ -1,0 +1,1 @@
+"""Mininet testbed: topology, HTB shaping, fluctuation, accounting, teardown (see net.py)."""
