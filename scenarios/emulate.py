@@ -293,7 +293,7 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
         write_rows(run_dir, requests, nodes, links)
         summary = summarise(requests, nodes) if requests else {}
         write_summary(run_dir, summary, incomplete=incomplete,
-                      extra={"world": "emulated", "mode": mode, "policies": policies,
+                      extra={"world": "emulated", "mode": mode, "policy_order": policies,
                              "seed": spec.seed, "requests_per_policy": len(items)})
         plots = write_plots(run_dir, requests, links, summary) if requests else []
         write_report(run_dir, spec, summary, plots, spec.seed, incomplete=incomplete)

@@ -179,8 +179,14 @@ def iter_schedule(spec: FluctuationSpec, links: dict[str, float],
         # Python processes (unlike hash()).
         pairs = {link: profile(spec, link, nominal, random.Random(f"{seed}:{link}"))
                  for link, nominal in links.items()}
-    streams = [(RateChange(t, link, clamp_rate(r)) for t, r in it) for link, it in pairs.items()]
+    streams = [_changes(link, it) for link, it in pairs.items()]
     return heapq.merge(*streams, key=lambda c: (c.time_s, order[c.link]))
+
+
+def _changes(link: str, pairs: Iterator[tuple[float, float]]) -> Iterator[RateChange]:
+    # A function (not a generator expression in a comprehension) binds `link` per stream.
+    for t, r in pairs:
+        yield RateChange(t, link, clamp_rate(r))
 
 
 def rate_schedule(spec: FluctuationSpec, links: dict[str, float], duration_s: float,
