@@ -36,6 +36,7 @@ def service_to_proto(service: Service, attachment: bytes = b"") -> common_pb2.Se
         id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
         max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
         service_class=service.service_class, attachment=attachment,
+        prompt_tokens=service.prompt_tokens,
         sampling=common_pb2.SamplingParams(temperature=service.temperature, top_k=service.top_k,
                                            seed=service.seed))
 
@@ -120,6 +121,7 @@ class Driver:
                     inference_pb2.GenerateRequest(
                         request_id=service.id, prompt=service.prompt,
                         max_new_tokens=service.max_new_tokens, attachment=attachment,
+                        prompt_tokens=service.prompt_tokens,
                         sampling=common_pb2.SamplingParams(
                             temperature=service.temperature, top_k=service.top_k,
                             seed=service.seed),

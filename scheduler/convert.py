@@ -55,7 +55,8 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     service = Service(
         id=pb.id, prompt=pb.prompt, input_bytes=input_bytes,
         max_new_tokens=pb.max_new_tokens, deadline_s=pb.deadline_s,
-        service_class=pb.service_class or "default", **sampling)
+        service_class=pb.service_class or "default", prompt_tokens=pb.prompt_tokens,
+        **sampling)
     service.validate()
     return service
 
@@ -71,11 +72,12 @@ def node_info_from_proto(pb: scheduler_pb2.RegisterNodeRequest) -> NodeInfo:
         node_id=pb.node_id, address=pb.address, kind=_KIND_FROM_PB[pb.kind], slots=pb.slots,
         link_rate_mbit=pb.link_rate_mbit, profile=pb.profile, idle_power_w=pb.idle_power_w,
         max_power_w=pb.max_power_w, prefill_tok_s=pb.prefill_tok_s,
-        decode_tok_s=pb.decode_tok_s, transmission_j_per_bit=pb.transmission_j_per_bit)
+        decode_tok_s=pb.decode_tok_s, transmission_j_per_bit=pb.transmission_j_per_bit,
+        concurrency_slowdown=pb.concurrency_slowdown)
     if pb.queue_capacity:  # 0 on the wire means "not declared": keep NodeInfo's default
         kwargs["queue_capacity"] = pb.queue_capacity
     for name in ("link_rate_mbit", "idle_power_w", "max_power_w", "prefill_tok_s",
-                 "decode_tok_s", "transmission_j_per_bit"):
+                 "decode_tok_s", "transmission_j_per_bit", "concurrency_slowdown"):
         if not math.isfinite(kwargs[name]):
             raise ValueError(f"{name} must be finite (got {kwargs[name]})")
     info = NodeInfo(**kwargs)

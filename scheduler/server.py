@@ -135,7 +135,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                  health_servicer: health.HealthServicer | None = None) -> None:
         self.config = config
         self.policy = policy
-        self.cluster = Cluster(clock=config.clock, heartbeat_timeout_s=config.heartbeat_timeout_s)
+        # The oracle's defining knowledge is the true rates: the nodes register their profile
+        # rates and the cluster keeps them instead of learning (as in the simulator).
+        self.cluster = Cluster(clock=config.clock, heartbeat_timeout_s=config.heartbeat_timeout_s,
+                               learn_rates=policy.name != "oracle")
         self.health = health_servicer
         self.counters = {"met": 0, "missed": 0, "failed": 0}
         self._lock = threading.Lock()  # cluster, policy, counters, Submit runs
@@ -486,7 +489,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             request_id=service.id, prompt=service.prompt, max_new_tokens=service.max_new_tokens,
             sampling=common_pb2.SamplingParams(temperature=service.temperature,
                                                top_k=service.top_k, seed=service.seed),
-            attachment=service_pb.attachment, sent_unix_s=time.time())
+            attachment=service_pb.attachment, prompt_tokens=service.prompt_tokens,
+            sent_unix_s=time.time())
         sent_bytes = request.ByteSize()
         attempt = _Attempt(sent_unix_s=request.sent_unix_s, sent_bytes=sent_bytes)
         if timeout_s <= 0:

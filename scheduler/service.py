@@ -30,6 +30,8 @@ class Service:
             raise ValueError(f"service.max_new_tokens must be > 0 (got {self.max_new_tokens})")
         if not self.deadline_s > 0:
             raise ValueError(f"service.deadline_s must be > 0 (got {self.deadline_s})")
+        if self.prompt_tokens < 0:
+            raise ValueError(f"service.prompt_tokens must be >= 0 (got {self.prompt_tokens})")
         if self.temperature < 0:
             raise ValueError(f"service.temperature must be >= 0 (got {self.temperature})")
         if self.top_k < 0:
