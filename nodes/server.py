@@ -263,9 +263,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def _validate(self, request, context) -> tuple[GenerationParams, list[int], bool]:
         if not request.prompt:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt must not be empty (got '')")
-        if request.chunk_tokens < 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"chunk_tokens must be >= 0 (got {request.chunk_tokens})")
+        for name in ("chunk_tokens", "prompt_tokens"):
+            if getattr(request, name) < 0:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"{name} must be >= 0 (got {getattr(request, name)})")
         s = request.sampling
         params = GenerationParams(max_new_tokens=request.max_new_tokens,
                                   temperature=s.temperature, top_k=s.top_k, seed=s.seed)
@@ -304,15 +305,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         energy = None
         chunk_tokens = request.chunk_tokens or self.config.chunk_tokens
         interval_s = self.config.chunk_interval_s
-        tokens_in = len(prompt_ids)
+        paced = self.pacer.paced
+        # With a profile, a declared prompt size (attached context a real deployment would
+        # prefill) is paced and reported as the request's prompt; the model itself only sees
+        # the real prompt. Unpaced, the native times belong to the real prompt.
+        tokens_in = max(len(prompt_ids), request.prompt_tokens) if paced else len(prompt_ids)
         pending_ids: list[int] = []
         pending_text: list[str] = []
         oldest_pending_s = 0.0
         first_emit_s = last_emit_s = start_s
         k = 0
-        paced = self.pacer.paced
-        generation = self.backend.generate(prompt_ids, params)
+        generation = None
         try:
+            generation = self.backend.generate(prompt_ids, params)
             for token in generation:
                 if cancelled.is_set():
                     break
@@ -345,7 +350,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield _chunk(pending_ids, pending_text)
             energy = self.meter.end(meter_id)
         finally:
-            generation.close()
+            if generation is not None:
+                generation.close()
             if energy is None:
                 self.meter.end(meter_id)
         timings = generation.timings
@@ -428,7 +434,8 @@ class Registrar(threading.Thread):
             slots=s.slots.slots, link_rate_mbit=c.link_rate_mbit, profile=c.profile,
             idle_power_w=s.meter.idle_power_w, max_power_w=s.meter.max_power_w,
             prefill_tok_s=s.rates.prefill_tok_s, decode_tok_s=s.rates.decode_tok_s,
-            queue_capacity=s.slots.capacity, transmission_j_per_bit=c.j_per_bit)
+            queue_capacity=s.slots.capacity, transmission_j_per_bit=c.j_per_bit,
+            concurrency_slowdown=p.concurrency_slowdown if p else 0.0)
 
     def _heartbeat_request(self) -> scheduler_pb2.HeartbeatRequest:
         s = self.servicer

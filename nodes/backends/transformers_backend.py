@@ -8,6 +8,7 @@ Forward passes hold no shared mutable state, so concurrent generations share one
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -38,6 +39,9 @@ class TransformersBackend(Backend):
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"cannot load transformers model {path}: {first_line}") from None
         self._model.eval()
+        # A fast tokenizer may mutate its Rust-side settings on each call ("Already borrowed"
+        # from concurrent slots), so calls into it are serialised; they are microseconds.
+        self._tokenizer_lock = threading.Lock()
         self._torch = torch
         cfg = self._model.config
         model_ctx = int(getattr(cfg, "max_position_embeddings", 0) or 2048)
@@ -50,7 +54,8 @@ class TransformersBackend(Backend):
         self.model_path = path
 
     def tokenize(self, text: str) -> list[int]:
-        ids = self._tokenizer(text, add_special_tokens=True)["input_ids"]
+        with self._tokenizer_lock:
+            ids = self._tokenizer(text, add_special_tokens=True)["input_ids"]
         bos = self._tokenizer.bos_token_id
         # Tokenizers without a post-processor add no BOS; llama models expect one.
         if self._add_bos and (not ids or ids[0] != bos):
@@ -65,10 +70,14 @@ class TransformersBackend(Backend):
         return self._eos
 
     def _detokenizer(self) -> IncrementalDetokenizer:
-        tok = self._tokenizer
-        return IncrementalDetokenizer(
-            lambda ids: tok.decode(list(ids), skip_special_tokens=True,
-                                   clean_up_tokenization_spaces=False))
+        tok, lock = self._tokenizer, self._tokenizer_lock
+
+        def decode(ids) -> str:
+            with lock:
+                return tok.decode(list(ids), skip_special_tokens=True,
+                                  clean_up_tokenization_spaces=False)
+
+        return IncrementalDetokenizer(decode)
 
     def _steps(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
         torch = self._torch

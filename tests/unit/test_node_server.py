@@ -170,6 +170,7 @@ def test_get_status_counts_requests_and_time(node):
     (dict(sampling=common_pb2.SamplingParams(temperature=-0.5)), "temperature", "-0.5"),
     (dict(sampling=common_pb2.SamplingParams(top_k=-1)), "top_k", "-1"),
     (dict(prompt=""), "prompt", "''"),
+    (dict(prompt_tokens=-5), "prompt_tokens", "-5"),
     (dict(max_new_tokens=5000), "max_new_tokens", "5000"),
 ])
 def test_bad_input_is_invalid_argument_naming_field_and_value(node, kwargs, field, value):
@@ -291,6 +292,10 @@ def test_paced_run_holds_the_profile_rate_and_energy_parts_sum(tiny, tmp_path):
         # one slot of one busy: the node draws max power for the whole request
         busy_s = r.finished_unix_s - r.started_unix_s
         assert e.inference_j == pytest.approx(50.0 * busy_s, rel=0.1)
+        # a declared prompt size is paced as prefill of that many tokens
+        _, declared = n.run(max_new_tokens=2, prompt_tokens=60)
+        assert declared.tokens_in == 60
+        assert declared.prefill_s == pytest.approx(60 / 200.0 + 1 / 100.0, rel=0.1)
         status = n.status()
         assert status.energy.total_j == pytest.approx(
             status.energy.inference_j + status.energy.idle_j)
@@ -356,6 +361,7 @@ def test_registers_and_heartbeats_with_a_real_scheduler_and_survives_its_restart
         assert state.info.kind == "edge" and state.info.slots == 1
         assert state.info.link_rate_mbit == 80.0
         assert state.info.transmission_j_per_bit == 2e-8
+        assert state.info.queue_capacity == 64
         assert state.serving and state.last_heartbeat_s > 0
 
         # A restarted scheduler does not know the node: the heartbeat's NOT_FOUND makes the
