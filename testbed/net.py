@@ -35,6 +35,8 @@ FEED_NAME = "bandwidth_feed.json"
 class TestbedError(RuntimeError):
     """The testbed cannot start or act; the message is one line a user can act on."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
 
 _netem_available: bool | None = None
 
@@ -84,6 +86,8 @@ def preflight(spec: TopologySpec) -> None:
 class Testbed:
     """The emulated edge-cloud network; a context manager that always tears down."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, topology: TopologySpec, seed: int = 0, run_dir: Path | None = None,
                  handle_signals: bool = True) -> None:
         self.spec = topology
@@ -102,6 +106,7 @@ class Testbed:
         self._rates: dict[str, float] = {}
         self._log: list[RateChange] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._procs: list[subprocess.Popen] = []
         self._engine: FluctuationEngine | None = None
         self._meter: TransmissionMeter | None = None
@@ -311,6 +316,12 @@ class Testbed:
             t = self.elapsed_s()
             self._log.append(RateChange(round(t, 6), link, rate_mbit))
             write_feed(self.bandwidth_feed_path, t, dict(self._rates))
+            self._changed.notify_all()
+
+    def wait_for_changes(self, count: int, timeout_s: float) -> bool:
+        """Block until the rate log holds at least `count` entries; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._log) >= count, timeout_s)
 
     def set_rate(self, link: str, rate_mbit: float) -> None:
         """Change both directions of `link` in place (HTB change-class), log it, feed it."""

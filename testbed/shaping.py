@@ -18,6 +18,7 @@ never borrows), which keeps the overshoot of a 2 s transfer under 0.5% at any ra
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ def htb_params(rate_mbit: float) -> HtbParams:
         raise ValueError(f"wire rate_mbit {rate_mbit!r} is outside [{MIN_RATE_MBIT:g}, "
                          f"{MAX_WIRE_RATE_MBIT:g}]")
     rate_Bps = round(rate_mbit * BYTES_PER_MBIT)
-    burst = max(int(rate_Bps * BURST_S), MIN_BURST_BYTES)
+    burst = max(math.ceil(rate_Bps * BURST_S), MIN_BURST_BYTES)
     # A single leaf class never competes with a sibling, so quantum only has to be legal.
     quantum = min(MAX_QUANTUM_BYTES, max(MIN_QUANTUM_BYTES, rate_Bps // 10))
     return HtbParams(rate_Bps, rate_Bps, burst, burst, quantum)
