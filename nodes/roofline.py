@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,12 @@ PRECISIONS: dict[str, Precision] = {
     "fp16": Precision("fp16", 2, 2, "float16 weights and activations"),
     "int8": Precision("int8", 1, 2, "8-bit weights (LLM.int8 / load_in_8bit), fp16 activations"),
     "q4_0": Precision("q4_0", 4.5 / 8, 4, "llama.cpp Q4_0 (4.5 bits per weight), fp32 activations"),
+    # llama.cpp k-quants on CPU: Q4_K stores 4-bit weights in 256-weight super-blocks with
+    # 6-bit block scales and mins, 4.5 bits per weight (144 bytes / 256 weights); Q8_0 stores
+    # 32 int8 weights plus one fp16 scale, 8.5 bits per weight. Activations are fp32 and the
+    # KV cache is f16 (llama.cpp's default cache type), so 2 bytes per cached element.
+    "q4_k": Precision("q4_k", 4.5 / 8, 2, "llama.cpp Q4_K (4.5 bits per weight), f16 KV cache"),
+    "q8_0": Precision("q8_0", 8.5 / 8, 2, "llama.cpp Q8_0 (8.5 bits per weight), f16 KV cache"),
 }
 
 
@@ -381,13 +388,15 @@ class Derivation:
 def derive(model: str | ModelConfig, hardware: str | HardwareSpec, *, prompt_tokens: int = 64,
            output_tokens: int = 64, context: int | None = None, batch: int = 4,
            precision: str | None = None, compute_efficiency: float | None = None,
-           memory_efficiency: float | None = None) -> Derivation:
+           memory_efficiency: float | None = None, variant: str | None = None) -> Derivation:
     """Roofline timings of `model` on `hardware` and the profile they give.
 
     prefill_tok_s = prompt_tokens / T_prefill(prompt_tokens); decode_tok_s = 1 / T_decode at
     a KV cache of `context` positions (default: the middle of the output, prompt + out/2).
     concurrency_slowdown s is fitted so that a reference request (prompt_tokens in,
     output_tokens out) run `batch` at a time takes (1 + s·(batch − 1)) × its time alone.
+    variant: a suffix naming a non-default deployment (`xeon-4214r/llama2-7b-q4`), so a
+    quantised profile never overwrites the paper-faithful one.
     """
     m = model if isinstance(model, ModelConfig) else model_config(model)
     hw = hardware if isinstance(hardware, HardwareSpec) else hardware_spec(hardware)
@@ -436,7 +445,10 @@ def derive(model: str | ModelConfig, hardware: str | HardwareSpec, *, prompt_tok
                          f"{hw.memory_gb:g} GB; choose a smaller precision")
     ce = hw.compute_efficiency if compute_efficiency is None else compute_efficiency
     me = hw.memory_efficiency if memory_efficiency is None else memory_efficiency
-    name = f"{hw.name}/{m.name}"
+    if variant is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_.]*", variant):
+        raise ValueError(f"variant must be lower-case letters, digits, '_' or '.', "
+                         f"got {variant!r}")
+    name = f"{hw.name}/{m.name}" + (f"-{variant}" if variant else "")
     source = "; ".join([
         f"roofline (nodes/roofline.py, Eq. 8 of the cloud-device deployment paper) with "
         f"compute_efficiency {ce:g}, memory_efficiency {me:g}",
@@ -450,7 +462,8 @@ def derive(model: str | ModelConfig, hardware: str | HardwareSpec, *, prompt_tok
                     f"--prompt-tokens {prompt_tokens} --output-tokens {output_tokens} "
                     f"--context {context} --batch {batch} --precision {prec.name}"
                     + (f" --compute-efficiency {ce:g}" if compute_efficiency is not None else "")
-                    + (f" --memory-efficiency {me:g}" if memory_efficiency is not None else "")),
+                    + (f" --memory-efficiency {me:g}" if memory_efficiency is not None else "")
+                    + (f" --variant {variant}" if variant else "")),
         "prompt_tokens": prompt_tokens,
         "output_tokens": output_tokens,
         "context": context,
@@ -481,7 +494,8 @@ def derive(model: str | ModelConfig, hardware: str | HardwareSpec, *, prompt_tok
         },
     }
     profile = HardwareProfile(
-        name=name, kind=hw.kind, hardware=hw.name, model=m.name,
+        # the deployed artefact: a quantised variant is its own model file (llama2-7b-q4)
+        name=name, kind=hw.kind, hardware=hw.name, model=name.split("/", 1)[1],
         prefill_tok_s=_sig(prompt_tokens / prefill_s), decode_tok_s=_sig(1 / decode_token_s),
         concurrency_slowdown=_sig(slowdown), idle_power_w=hw.idle_power_w,
         max_power_w=hw.max_power_w, memory_gb=_sig(memory_gb), source=source,
@@ -553,6 +567,9 @@ def add_derive_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concurrency at which the slowdown is fitted")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                         help="default: the model's deployed precision")
+    parser.add_argument("--variant", default=None,
+                        help="suffix of the profile name for a non-default deployment, "
+                             "e.g. q4 gives xeon-4214r/llama2-7b-q4")
     parser.add_argument("--compute-efficiency", type=float, default=None)
     parser.add_argument("--memory-efficiency", type=float, default=None)
     parser.add_argument("--write", action="store_true",
@@ -580,7 +597,7 @@ def cli_derive(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                        output_tokens=args.output_tokens, context=args.context,
                        batch=args.batch, precision=args.precision,
                        compute_efficiency=args.compute_efficiency,
-                       memory_efficiency=args.memory_efficiency)
+                       memory_efficiency=args.memory_efficiency, variant=args.variant)
         except ValueError as exc:
             print(f"derive-profile: {exc}", file=sys.stderr)
             return 2
