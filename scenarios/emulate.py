@@ -85,7 +85,7 @@ def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str
 
 def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                n_requests: int, policy_dir: Path, on_outcome) -> PolicyRun:
-    from testbed import Testbed  # needs root and Mininet: imported only for an emulated run
+    from testbed.net import Testbed  # needs root and Mininet: imported only for an emulated run
 
     policy_dir.mkdir(parents=True, exist_ok=True)
     result = PolicyRun()
