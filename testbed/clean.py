@@ -120,12 +120,17 @@ def prefixed_links() -> list[str]:
     return [n for n in names if n and n.startswith(PREFIX)]
 
 
-def clean(force: bool = False) -> list[str]:
-    """Remove what dead testbeds left (and live ones too with force); returns what was done."""
+def clean(force: bool = False, dead_owner: int | None = None) -> list[str]:
+    """Remove what dead testbeds left (and live ones too with force); returns what was done.
+
+    `dead_owner`: a PID whose state counts as left over although the process lives (a testbed
+    in this very process that failed to tear down).
+    """
     done: list[str] = []
     protected: set[str] = set()
     for path, state in read_states():
-        if state and owner_alive(state) and not force:
+        stale = bool(state) and state["owner"][0] == dead_owner
+        if state and owner_alive(state) and not force and not stale:
             protected.update(state.get("root_intfs", []))
             done.append(f"kept {path.name}: its testbed (pid {state['owner'][0]}) is running; "
                         "use --force to remove it anyway")

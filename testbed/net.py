@@ -39,6 +39,7 @@ class TestbedError(RuntimeError):
 
 
 _netem_available: bool | None = None
+_active: "Testbed | None" = None  # the running testbed of this process
 
 
 def netem_available() -> bool:
@@ -145,12 +146,18 @@ class Testbed:
             self._record(link, self._rates[link])
 
     def _check_leftovers(self) -> None:
+        global _active
+        if _active is not None:
+            raise TestbedError("a testbed is already running in this process; only one at a "
+                               "time (host and bridge names are fixed)")
         for path, st in state.read_states():
-            if st and state.owner_alive(st):
+            if st and state.owner_alive(st) and st["owner"][0] != os.getpid():
                 raise TestbedError(f"another testbed is running (pid {st['owner'][0]}, state "
                                    f"{path}); only one at a time")
-        # A crashed run's namespaces, links and processes would collide with ours.
-        state.clean()
+        # A crashed run's namespaces, links and processes would collide with ours (our own PID's
+        # state here is from an earlier testbed in this process that failed to tear down).
+        state.clean(dead_owner=os.getpid())
+        _active = self
 
     def _build(self) -> None:
         from mininet.link import Link
@@ -226,6 +233,9 @@ class Testbed:
         if self._state is not None:
             attempt("clean leftovers", self._clean_own_state)
         self._restore_signal_handlers()
+        global _active
+        if _active is self:
+            _active = None
         self.teardown_s = time.monotonic() - t_stop
         if errors:
             raise TestbedError("teardown: " + "; ".join(errors))

@@ -252,3 +252,12 @@ def test_high_rate_link_shapes_above_one_gbit():
         assert tb.tc_rate_mbit("cloud") == {"up": 10000.0, "down": 10000.0}
         with pytest.raises(TestbedError, match="10001"):
             tb.set_rate("cloud", 10001.0)
+
+
+def test_one_testbed_at_a_time():
+    with Testbed(SMALL) as tb:
+        with pytest.raises(TestbedError, match="already running in this process"):
+            Testbed(SMALL).start()
+        assert tb.tc_rate_mbit("edge1") == {"up": 100.0, "down": 100.0}  # the first is intact
+    with Testbed(SMALL) as tb:  # and once it is gone, the next one starts
+        assert tb.ip("cloud") == "10.0.0.254"
