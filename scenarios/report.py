@@ -93,6 +93,8 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
     arrival = work.arrival
     arrivals = {"poisson": f"Poisson at {arrival.rate_per_s:g}/s",
                 "bursts": f"bursts of {arrival.burst_size} every {arrival.burst_every_s:g} s",
+                "poisson-bursts": f"Poisson at {arrival.rate_per_s:g}/s plus bursts of "
+                                  f"{arrival.burst_size} every {arrival.burst_every_s:g} s",
                 "trace": f"trace {arrival.trace}"}[arrival.process]
     out = [f"# Scenario `{spec.name}`", ""]
     if incomplete:

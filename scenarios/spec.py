@@ -64,8 +64,10 @@ def _default_classes() -> list[ServiceClassSpec]:
 
 
 class ArrivalSpec(Strict):
-    process: Literal["poisson", "bursts", "trace"] = "poisson"
-    rate_per_s: float = Field(2.0, gt=0.0, description="Mean arrivals per second")
+    # poisson-bursts: the superposition of a Poisson stream at rate_per_s and bursts of
+    # burst_size simultaneous services every burst_every_s (many users uploading at once).
+    process: Literal["poisson", "bursts", "poisson-bursts", "trace"] = "poisson"
+    rate_per_s: float = Field(2.0, gt=0.0, description="Mean arrivals per second (Poisson part)")
     burst_size: int = Field(10, ge=1, description="bursts: services per burst")
     burst_every_s: float = Field(5.0, gt=0.0, description="bursts: time between bursts")
     trace: Path | None = Field(None, description="trace: CSV of arrival_s[,class]")

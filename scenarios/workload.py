@@ -1,10 +1,10 @@
 """The workload generator: when services arrive and what each one asks for.
 
-Arrivals: Poisson at a rate, bursts of services at fixed intervals, or a trace CSV. Each
-service draws its class (by weight), a prompt from prompts.txt (the class's group if it has
-one), its input size and token budget from the class's ranges, and its processing-time
-requirement uniformly from `deadline_s` (PerLLM section 5.1: U[2 s, 6 s]). Everything follows
-from the seed, so every policy of a run sees the identical workload.
+Arrivals: Poisson at a rate, bursts of services at fixed intervals, both superposed, or a
+trace CSV. Each service draws its class (by weight), a prompt from prompts.txt (the class's
+group if it has one), its input size and token budget from the class's ranges, and its
+processing-time requirement uniformly from `deadline_s` (PerLLM section 5.1: U[2 s, 6 s]).
+Everything follows from the seed, so every policy of a run sees the identical workload.
 """
 
 from __future__ import annotations
@@ -114,13 +114,21 @@ def load_trace(path: Path, class_names: Sequence[str] | None = None) -> list[Tra
 
 
 def arrival_times(arrival: ArrivalSpec, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` non-decreasing arrival times in seconds (poisson or bursts)."""
+    """`count` non-decreasing arrival times in seconds (poisson, bursts or poisson-bursts)."""
     if arrival.process == "poisson":
         # Poisson process: exponential inter-arrival times with mean 1/rate.
         return np.cumsum(rng.exponential(1.0 / arrival.rate_per_s, size=count))
     if arrival.process == "bursts":
         # burst_size services arrive together every burst_every_s, the first burst at 0.
         return (np.arange(count) // arrival.burst_size) * arrival.burst_every_s
+    if arrival.process == "poisson-bursts":
+        # Superposition: the first `count` of the merged streams take at most `count` from
+        # each, so `count` of each suffice. Bursts start one period in (the Poisson stream
+        # sets the scene first); a stable sort keeps a burst's services together.
+        poisson = np.cumsum(rng.exponential(1.0 / arrival.rate_per_s, size=count))
+        bursts = (np.arange(count) // arrival.burst_size + 1) * arrival.burst_every_s
+        merged = np.concatenate([poisson, bursts])
+        return merged[np.argsort(merged, kind="stable")][:count]
     raise ValueError(f"arrival.process {arrival.process!r}: use load_trace for traces")
 
 

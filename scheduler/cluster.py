@@ -148,6 +148,25 @@ DEFAULT_PREFILL_TOK_S = 200.0
 DEFAULT_DECODE_TOK_S = 10.0
 
 
+def bandwidth_headroom_of(transmission_s: float, time_for_upload_s: float) -> float:
+    """Eq. 3's bandwidth term for one upload, in [-1, 1].
+
+    B_i = bits / time_for_upload_s is the rate the upload needs; B_max our share of the link,
+    so transmission_s = bits / B_max. Met (B_i <= B_max): (B_max − B_i)/B_max, eq. 3 exactly.
+    Violated: (B_max − B_i)/B_i, which has the same sign but stays in (−1, 0) and tends to −1
+    as the time left for the upload tends to 0 (no time left: −1). Eq. 3's own form is
+    unbounded there (→ −∞ as the time left → 0+), and a constant −1 for "no time left" would
+    rank a hopeless node as less violating than one a fraction of a second short.
+    """
+    if transmission_s <= 0:
+        return 1.0  # nothing to upload: no bandwidth needed
+    if time_for_upload_s <= 0:
+        return -1.0
+    if transmission_s <= time_for_upload_s:
+        return 1.0 - transmission_s / time_for_upload_s
+    return time_for_upload_s / transmission_s - 1.0
+
+
 def _remove(sorted_list: list[float], value: float) -> None:
     i = bisect_left(sorted_list, value)
     if i < len(sorted_list) and sorted_list[i] == value:
@@ -328,12 +347,8 @@ class Cluster:
         compute_headroom = (c_max - (load + 1)) / c_max
         # Bandwidth this upload needs so that the rest of the requirement covers the wait and
         # the inference: B_i = bits / (D − queueing − inference); headroom against our share.
-        time_for_upload_s = deadline_s - queueing_s - inference_s
-        if time_for_upload_s > 0:
-            b_need_mbit = bits / 1e6 / time_for_upload_s
-            bandwidth_headroom = (share_mbit - b_need_mbit) / share_mbit
-        else:
-            bandwidth_headroom = -1.0
+        bandwidth_headroom = bandwidth_headroom_of(
+            transmission_s, deadline_s - queueing_s - inference_s)
         d_hat = transmission_s + queueing_s + inference_s
         return Prediction(node.info.node_id, transmission_s, queueing_s, inference_s,
                           compute_headroom, bandwidth_headroom, (deadline_s - d_hat) / deadline_s)

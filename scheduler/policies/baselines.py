@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.cluster import CLOUD, EDGE, Cluster, NodeState, Prediction
+from scheduler.cluster import (CLOUD, EDGE, Cluster, NodeState, Prediction,
+                               bandwidth_headroom_of)
 from scheduler.policies.base import (Decision, NoNodeError, Policy, PolicyConfig,
                                      register_policy, require_candidates)
 from scheduler.reward import predicted_energy
@@ -56,12 +57,12 @@ def _with_deferral(p: Prediction, defer_s: float, deadline_s: float) -> Predicti
     """The prediction of a service held `defer_s` before dispatch.
 
     Its wait beyond the upload becomes max(queueing, defer): slots that free during the
-    deferral are no longer waited for. The bandwidth headroom is recomputed with the identity
-    (share − need)/share = 1 − transmission_s / (time left for the upload).
+    deferral are no longer waited for. The bandwidth headroom is recomputed from the time left
+    for the upload (scheduler.cluster.bandwidth_headroom_of).
     """
     queueing_s = max(p.queueing_s, defer_s)
     time_for_upload_s = deadline_s - queueing_s - p.inference_s
-    bandwidth = 1.0 - p.transmission_s / time_for_upload_s if time_for_upload_s > 0 else -1.0
+    bandwidth = bandwidth_headroom_of(p.transmission_s, time_for_upload_s)
     d_hat = p.transmission_s + queueing_s + p.inference_s
     return Prediction(p.node_id, p.transmission_s, queueing_s, p.inference_s,
                       p.compute_headroom, bandwidth, (deadline_s - d_hat) / deadline_s)

@@ -25,8 +25,9 @@ POLICIES = ["cs-ucb", "cloud-only", "edge-only", "edge-cloud", "round-robin", "r
 
 
 def _world():
-    spec = cell_spec(load_spec("paper", **{"workload.requests": 150}),
-                     Cell("xeon-4214r/llama2-7b", FLUCTUATING))
+    # The 4-bit edges: fast enough that CS-UCB finds edges feasible (fp32 edges never are).
+    spec = cell_spec(load_spec("paper-q4", **{"workload.requests": 150}),
+                     Cell("xeon-4214r/llama2-7b-q4", FLUCTUATING))
     # RegisterNodeRequest carries no concurrency slow-down, so the gRPC cluster would predict
     # without it; give both worlds nodes without one to compare like with like.
     setups = [dataclasses.replace(s, model=dataclasses.replace(s.model, concurrency_slowdown=0.0))
@@ -49,7 +50,7 @@ def _service_pb(service) -> common_pb2.Service:
     return common_pb2.Service(
         id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
         max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
-        service_class=service.service_class,
+        service_class=service.service_class, prompt_tokens=service.prompt_tokens,
         sampling=common_pb2.SamplingParams(temperature=service.temperature,
                                            top_k=service.top_k, seed=service.seed))
 
