@@ -6,6 +6,7 @@ printed beside the figures PerLLM reports (section 5, Table 1, Figs. 5-6).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from statistics import fmean
 from typing import Any, Sequence
@@ -53,7 +54,8 @@ def table1(results: Sequence[CellResult], policies: Sequence[str]) -> str:
             if _condition(r) != condition:
                 continue
             model = _model(r)
-            paper = PAPER_TABLE1.get(model, {})
+            # a precision variant (yi-6b-q4) is compared with the paper's row for its model
+            paper = PAPER_TABLE1.get(model) or PAPER_TABLE1.get(re.sub(r"-q\d+$", "", model), {})
             cells = []
             for p in order:
                 ours = 100 * r.summary[p]["success_rate"]
