@@ -288,6 +288,9 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
     except KeyboardInterrupt:
         incomplete = True
         print("\ninterrupted: testbed torn down, keeping the results so far", file=sys.stderr)
+    except SystemExit:  # SIGTERM, via the testbed's handler: keep what we have, then exit
+        incomplete = True
+        raise
     finally:
         bar.close()
         write_rows(run_dir, requests, nodes, links)
