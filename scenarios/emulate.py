@@ -98,7 +98,11 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                       "--policy", policy, "--seed", str(spec.seed),
                       "--policy-params", json.dumps(spec.policy_params.get(policy, {})),
                       "--heartbeat-timeout-s", str(spec.scheduler.heartbeat_timeout_s),
-                      "--state-file", str(policy_dir / "scheduler-state.json")]
+                      "--state-file", str(policy_dir / "scheduler-state.json"),
+                      # Submit may run as long as the driver waits (give_up_s), so a late
+                      # service ends as missed with its true time, not cut at its requirement.
+                      "--submit-margin-s", str(spec.workload.give_up_s),
+                      "--max-workers", "1024"]
         if spec.scheduler.bandwidth_source != "nominal":
             sched_argv += ["--bandwidth-feed", str(tb.bandwidth_feed_path)]
         scheduler = tb.popen("user", sched_argv, env=env, stdout=subprocess.PIPE,
@@ -121,7 +125,9 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         driver = tb.popen("user", [sys.executable, "-m", "scenarios.driver",
                                    "--scheduler", f"127.0.0.1:{SCHEDULER_PORT}",
                                    "--workload", str(workload_path), "--mode", mode,
-                                   "--nodes", nodes_arg, "--wait-nodes", str(len(hosts))],
+                                   "--nodes", nodes_arg, "--wait-nodes", str(len(hosts)),
+                                   "--give-up-s", str(spec.workload.give_up_s),
+                                   "--max-concurrency", "1024"],
                           env=env, stdout=subprocess.PIPE, stderr=driver_log.open("w"), text=True)
         faults = FaultInjector(spec, tb, node_procs)
         seen: set[str] = set()

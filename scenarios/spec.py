@@ -86,6 +86,9 @@ class WorkloadSpec(Strict):
     classes: list[ServiceClassSpec] = Field(default_factory=_default_classes, min_length=1)
     temperature: float = Field(0.8, ge=0.0)
     top_k: int = Field(200, ge=0)
+    give_up_s: float = Field(
+        120.0, gt=0.0, description="A service unfinished this long after its arrival is "
+        "failed ('gave up'); bounds a run whose queues never drain. Same rule in both worlds.")
 
     @model_validator(mode="after")
     def _deadline(self) -> "WorkloadSpec":

@@ -15,6 +15,7 @@ against kilobytes to megabytes of input).
 from __future__ import annotations
 
 import gc
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
@@ -81,7 +82,8 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
              bandwidth_source: str = "true", heartbeat_interval_s: float = 0.5,
              heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
              policy_params: Mapping[str, object] | None = None,
-             record_links: bool = True, trace: list[tuple] | None = None) -> SimResult:
+             record_links: bool = True, trace: list[tuple] | None = None,
+             give_up_s: float = math.inf) -> SimResult:
     """Run every arrival through `policy` and return the rows of the results layout.
 
     trace: if a list, every event the cluster and the policy saw is appended to it, in order:
@@ -106,6 +108,7 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
         run = _Run(policy, nodes, arrivals, rate_changes, bandwidth_source,
                    heartbeat_interval_s, heartbeat_timeout_s, faults, record_links)
         run.trace = trace
+        run.give_up_s = give_up_s
         run.env.run(until=run.all_done)
         return run.result(time.perf_counter() - started)
     finally:
@@ -119,6 +122,7 @@ class _Run:
                  bandwidth_source: str, heartbeat_interval_s: float,
                  heartbeat_timeout_s: float, faults: Sequence[Fault],
                  record_links: bool) -> None:
+        self.give_up_s = math.inf  # set by simulate()
         self.env = env = simpy.Environment()
         self.policy = policy
         # The oracle's cluster keeps the true rates it is registered with (baselines.Oracle).
@@ -382,6 +386,12 @@ class _Flight:
                                                                      - self.uploaded_s)
         inference_s = now - self.started_s
         total_s = now - self.arrival.arrival_s
+        if total_s > run.give_up_s:
+            # The emulated driver cancels a service at give_up_s; here the node still spends
+            # the time (a small difference, on the pessimistic side for the slow node's queue).
+            self._fail(transmission_s, service.input_bytes,
+                       f"gave up after {run.give_up_s:g} s (would have taken {total_s:.1f} s)")
+            return
         # Energy by part as scheduler/reward.py models it (eq. 2): bytes x J/bit; the
         # service's share of the node's power integrated while it ran; P_idle while it was on
         # its way and waiting.

@@ -183,3 +183,14 @@ def test_run_cell_writes_the_results_layout_marked_simulated(tmp_path):
     assert data["edge_profile"] == "xeon-4214r/yi-6b"
     assert set(data["policies"]) == {"cs-ucb", "edge-cloud"}
     assert result.summary["cs-ucb"]["requests"] == 100
+
+
+def test_a_service_unfinished_at_give_up_fails_as_the_emulated_driver_would():
+    # Same hand world: A finishes at 3.5 s, B at 4.0 s after arrival; give up at 3.8 s.
+    a = _service("a", 1_000_000, 100, 10, 4.0)
+    b = _service("b", 600_000, 50, 5, 3.9)
+    result = simulate(RoundRobin(), [HAND_NODE], [Arrival(0.0, a), Arrival(0.5, b)],
+                      give_up_s=3.8)
+    rows = {r.service_id: r for r in result.requests}
+    assert rows["a"].status == "met"
+    assert rows["b"].status == "failed" and "gave up after 3.8 s" in rows["b"].error

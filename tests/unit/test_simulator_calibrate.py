@@ -22,7 +22,8 @@ from simulator.world import load_calibration
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("emulated")
-    spec = load_spec("paper", **{"workload.requests": 600})
+    # No give-up: calibration needs every service that ran, however late.
+    spec = load_spec("paper", **{"workload.requests": 600, "workload.give_up_s": 1e9})
     run_cell(spec, Cell(None, None), ["round-robin", "cs-ucb"], out_dir=out, plots=False)
     summary = json.loads((out / "summary.json").read_text())
     summary["world"] = "emulated"  # stands in for an emulated run whose truth we know
