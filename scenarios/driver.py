@@ -121,7 +121,9 @@ class Driver:
                     inference_pb2.GenerateRequest(
                         request_id=service.id, prompt=service.prompt,
                         max_new_tokens=service.max_new_tokens, attachment=attachment,
-                        prompt_tokens=service.prompt_tokens,
+                        # The node paces prefill for what the scheduler and the simulator
+                        # assume the service prefills (see Service.estimated_prompt_tokens).
+                        prompt_tokens=service.estimated_prompt_tokens,
                         sampling=common_pb2.SamplingParams(
                             temperature=service.temperature, top_k=service.top_k,
                             seed=service.seed),

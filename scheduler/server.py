@@ -489,7 +489,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             request_id=service.id, prompt=service.prompt, max_new_tokens=service.max_new_tokens,
             sampling=common_pb2.SamplingParams(temperature=service.temperature,
                                                top_k=service.top_k, seed=service.seed),
-            attachment=service_pb.attachment, prompt_tokens=service.prompt_tokens,
+            attachment=service_pb.attachment, prompt_tokens=service.estimated_prompt_tokens,
             sent_unix_s=time.time())
         sent_bytes = request.ByteSize()
         attempt = _Attempt(sent_unix_s=request.sent_unix_s, sent_bytes=sent_bytes)

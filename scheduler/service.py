@@ -16,7 +16,7 @@ class Service:
     temperature: float = 0.8
     top_k: int = 200
     seed: int = 0
-    prompt_tokens: int = 0  # 0: estimate from the prompt's length
+    prompt_tokens: int = 0  # tokens to prefill; 0: estimated from input_bytes (~4 B/token)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its value."""
