@@ -49,10 +49,16 @@ def main(argv: list[str] | None = None) -> int:
                   "pass MODEL=/path/to/a/local/model", file=sys.stderr)
             return 2
 
-    from scenarios.emulate import run_scenario
+    from scenarios.emulate import RunInterrupted, run_scenario
     from scenarios.results import format_table, ratios
 
-    run_dir, summary = run_scenario(spec, spec.policies, spec.mode, args.results)
+    try:
+        run_dir, summary = run_scenario(spec, spec.policies, spec.mode, args.results)
+    except RunInterrupted as exc:
+        if exc.summary:
+            print(format_table(exc.summary))
+        print(f"results (incomplete): {exc.run_dir}")
+        return 130
     print(format_table(summary))
     if "cs-ucb" in summary and len(summary) > 1:
         for other, figures in ratios(summary, reference="cs-ucb").items():

@@ -84,11 +84,14 @@ def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str
 
 
 def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
-               n_requests: int, policy_dir: Path, on_outcome) -> PolicyRun:
+               n_requests: int, policy_dir: Path, on_outcome,
+               result: PolicyRun | None = None) -> PolicyRun:
+    """One policy on a fresh testbed. Rows accumulate in `result` as they arrive, so an
+    interrupted run still has the outcomes recorded so far."""
     from testbed.net import Testbed  # needs root and Mininet: imported only for an emulated run
 
     policy_dir.mkdir(parents=True, exist_ok=True)
-    result = PolicyRun()
+    result = result if result is not None else PolicyRun()
     env = child_env()
     with Testbed(spec.topology, seed=spec.seed, run_dir=policy_dir) as tb:
         hosts = spec.topology.link_names()
@@ -119,7 +122,6 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
             wait_ready(proc, f"node {name}", policy_dir / f"node-{name}.log")
 
         tb.reset_counters()
-        tb.start_fluctuation()
         nodes_arg = ",".join(f"{name}={tb.ip(name)}:{NODE_PORT}" for name in hosts)
         driver_log = policy_dir / "driver.log"
         driver = tb.popen("user", [sys.executable, "-m", "scenarios.driver",
@@ -131,11 +133,16 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                           env=env, stdout=subprocess.PIPE, stderr=driver_log.open("w"), text=True)
         faults = FaultInjector(spec, tb, node_procs)
         seen: set[str] = set()
+        trace_t0_s = tb.elapsed_s()
         node_totals: dict[str, dict] = {}
         for line in driver.stdout:  # type: ignore[union-attr]
             record = json.loads(line)
             kind = record.pop("type")
             if kind == "started":
+                # The bandwidth trace, the faults and the arrivals share one time zero, so
+                # every policy meets the same rates at the same point of its workload.
+                trace_t0_s = tb.elapsed_s()
+                tb.start_fluctuation()
                 faults.start()
             elif kind == "outcome":
                 seen.add(record["service_id"])
@@ -149,8 +156,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         driver.wait()
         tb.stop_fluctuation()
         counters = tb.transmission()
-        result.links = [LinkRow(policy=policy, time_s=c.time_s, link=c.link,
-                                rate_mbit=c.rate_mbit) for c in tb.rate_log]
+        result.links = [LinkRow(policy=policy, time_s=max(0.0, c.time_s - trace_t0_s),
+                                link=c.link, rate_mbit=c.rate_mbit) for c in tb.rate_log]
 
     _attribute_transmission(result.requests, counters)
     result.nodes = [_node_row(policy, name, totals) for name, totals in node_totals.items()]
@@ -277,28 +284,24 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
     items = generate(spec.workload, spec.seed)
     workload_path = run_dir / "workload.json"
     save_workload(items, workload_path)
-    requests: list[RequestRow] = []
-    nodes: list[NodeRow] = []
-    links: list[LinkRow] = []
-    incomplete = False
+    runs: list[PolicyRun] = []
     bar = tqdm(total=len(items) * len(policies), unit="svc", disable=not sys.stderr.isatty())
+    interrupted = False
     try:
         for policy in policies:
             bar.set_description(policy)
-            run = run_policy(spec, policy, mode, workload_path, len(items),
-                             run_dir / "logs" / policy, on_outcome=lambda: bar.update(1))
-            requests += run.requests
-            nodes += run.nodes
-            links += run.links
-            incomplete |= not run.complete
+            runs.append(PolicyRun())
+            run_policy(spec, policy, mode, workload_path, len(items), run_dir / "logs" / policy,
+                       on_outcome=lambda: bar.update(1), result=runs[-1])
     except KeyboardInterrupt:
-        incomplete = True
+        interrupted = True
         print("\ninterrupted: testbed torn down, keeping the results so far", file=sys.stderr)
-    except SystemExit:  # SIGTERM, via the testbed's handler: keep what we have, then exit
-        incomplete = True
-        raise
-    finally:
+    finally:  # also on SIGTERM (SystemExit via the testbed's handler): keep what we have
         bar.close()
+        requests = [row for run in runs for row in run.requests]
+        nodes = [row for run in runs for row in run.nodes]
+        links = [row for run in runs for row in run.links]
+        incomplete = len(runs) < len(policies) or not all(run.complete for run in runs)
         write_rows(run_dir, requests, nodes, links)
         summary = summarise(requests, nodes) if requests else {}
         write_summary(run_dir, summary, incomplete=incomplete,
@@ -306,4 +309,14 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
                              "seed": spec.seed, "requests_per_policy": len(items)})
         plots = write_plots(run_dir, requests, links, summary) if requests else []
         write_report(run_dir, spec, summary, plots, spec.seed, incomplete=incomplete)
+    if interrupted:
+        raise RunInterrupted(run_dir, summary)
     return run_dir, summary
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the testbed is down and the partial results are written (marked incomplete)."""
+
+    def __init__(self, run_dir: Path, summary: dict) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir, self.summary = run_dir, summary
