@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,34 @@ def test_faults_are_survived_and_nothing_is_lost(tmp_path):
         late = [r for r in mine if float(r["arrival_s"]) > max(f.at_s for f in spec.faults) + 5]
         # After the kill (and heartbeat timeout), nothing is placed on the dead node.
         assert not [r for r in late if r["node_id"] in killed and r["status"] != "failed"]
+
+
+def test_ctrl_c_tears_down_and_keeps_partial_results(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "scenarios", "run", "smoke", "--policies",
+                             "cs-ucb", "--results", str(tmp_path)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # The scheduler's state file is rewritten after every outcome: its appearance means
+        # the workload is running and at least one service has finished.
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("smoke/*/logs/cs-ucb/scheduler-state.json")):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert "results (incomplete)" in out
+    run_dir = only_run_dir(tmp_path, "smoke")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["incomplete"] is True
+    assert read_requests(run_dir), "the outcomes recorded before Ctrl-C were dropped"
+    assert "incomplete" in (run_dir / "report.md").read_text().lower()
+    # Nothing of the testbed is left: no state file, no interface of ours.
+    assert not list(Path("/run/perllm-testbed").glob("*.json"))
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    assert "plm-" not in links and "edge1-eth" not in links
