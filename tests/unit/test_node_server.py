@@ -320,10 +320,15 @@ def test_health_not_serving_until_loaded_and_during_shutdown(tiny, slow_profile)
 
         in_flight = n.generate(max_new_tokens=20)  # about 1 s at 20 tok/s
         assert next(in_flight).HasField("chunk")
+        # Await the health service's own push of NOT_SERVING (Watch streams every change)
+        # rather than spinning on the servicer's flag, which stop() clears before health.
+        watch = n.health.Watch(health_pb2.HealthCheckRequest(service=INFERENCE_SERVICE),
+                               timeout=TIMEOUT_S)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         stopper = threading.Thread(target=lambda: n.server.stop(grace_s=10).wait())
         stopper.start()
-        while n.server.servicer.serving.is_set():  # stop() clears it first thing
-            time.sleep(0.001)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
         assert n.health_status() == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as err:
             n.run(max_new_tokens=2)
