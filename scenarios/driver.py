@@ -90,8 +90,10 @@ class Driver:
             else:
                 record = self._advisor(service, arrival_s, attachment, start)
         except grpc.RpcError as exc:
-            record = failed_record(service, arrival_s, time.monotonic() - start,
-                                   f"{exc.code().name}: {exc.details()}")
+            reason = f"{exc.code().name}: {exc.details()}"
+            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                reason = f"gave up after {self.give_up_s:g} s ({reason})"  # as the simulator says
+            record = failed_record(service, arrival_s, time.monotonic() - start, reason)
         except Exception as exc:  # a driver bug must still leave a recorded outcome
             record = failed_record(service, arrival_s, time.monotonic() - start,
                                    f"driver error: {exc!r}")
