@@ -96,17 +96,20 @@ def test_summarise_figures():
     # makespan: first arrival 0 to last finish 1 + 5 = 6; 40 tokens out of finished services
     assert c["makespan_s"] == pytest.approx(6.0)
     assert c["throughput_tok_s"] == pytest.approx(40 / 6)
+    # Inference and idle come from the nodes (10 + 20 J): they also hold the work on the
+    # failed s3, which the request rows (4 J) cannot carry.
     assert c["energy_j"] == pytest.approx(
-        {"transmission": 3.0, "inference": 4.0, "idle": 15.0, "total": 22.0})
+        {"transmission": 3.0, "inference": 30.0, "idle": 15.0, "total": 48.0})
+    assert c["inference_unattributed_j"] == pytest.approx(26.0)
     assert c["failure_reasons"] == {"timeout": 1}
     o = s["cloud-only"]
     assert o["success_rate"] == 1.0 and o["p95_total_s"] == pytest.approx(2.0)
     assert o["throughput_tok_s"] == pytest.approx(40 / 4)
-    assert o["energy_j"]["total"] == pytest.approx(9 + 6 + 3)
+    assert o["energy_j"]["total"] == pytest.approx(9 + 30 + 3)
 
     r = ratios(s)
     assert r["cloud-only"]["throughput"] == pytest.approx((40 / 6) / 10)
-    assert r["cloud-only"]["energy"] == pytest.approx(22 / 18)
+    assert r["cloud-only"]["energy"] == pytest.approx(48 / 42)
     with pytest.raises(KeyError, match="have: cs-ucb, cloud-only"):
         ratios(s, reference="random")
 
