@@ -18,6 +18,7 @@ import logging
 import math
 import signal
 import sys
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -182,7 +183,11 @@ class _Rates:
         self._lock = threading.Lock()
         self.prefill_tok_s, self.decode_tok_s = prefill_tok_s, decode_tok_s
 
-    def observe(self, tokens_in: int, prefill_s: float, tokens_out: int, decode_s: float) -> None:
+    def observe(self, tokens_in: int, prefill_s: float, tokens_out: int, decode_s: float,
+                slowdown: float = 1.0) -> None:
+        """slowdown: 1 + s·(n − 1) at the request's mean concurrency n. The scheduler applies
+        the slow-down itself, so it is given single-request rates (not counted twice)."""
+        prefill_s, decode_s = prefill_s / slowdown, decode_s / slowdown
         with self._lock:
             # decode_s covers tokens 2..n; prefill_s (time to the first token) also holds one
             # decode step, taken out so that tokens_in / prefill + tokens_out / decode (the
@@ -315,6 +320,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         oldest_pending_s = 0.0
         first_emit_s = last_emit_s = start_s
         k = 0
+        # Each token is paced at the concurrency when it is taken (processor sharing), so a
+        # request joining or leaving moves only the tokens still to come.
+        schedule = self.pacer.schedule(tokens_in) if paced else None
+        concurrency_sum = 0
         generation = None
         try:
             generation = self.backend.generate(prompt_ids, params)
@@ -323,8 +332,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     break
                 k += 1
                 now = time.monotonic()
-                due_s = (start_s + self.pacer.token_due_s(tokens_in, k, self.slots.busy)
-                         if paced else now)
+                if schedule is not None:
+                    busy = max(1, self.slots.busy)
+                    concurrency_sum += busy
+                    due_s = start_s + schedule.next_due_s(busy)
+                else:
+                    due_s = now
                 if due_s > now:
                     # Do not hold earlier tokens through a long pacing wait.
                     if pending_ids and due_s - oldest_pending_s >= interval_s:
@@ -359,7 +372,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             prefill_s, decode_s = timings.prefill_s, timings.decode_s
         else:
             prefill_s, decode_s = first_emit_s - start_s, last_emit_s - first_emit_s
-        self.rates.observe(tokens_in, prefill_s, timings.tokens_out, decode_s)
+        slowdown = 1.0
+        if schedule is not None and k > 0:
+            mean_busy = concurrency_sum / k
+            slowdown = 1.0 + self.profile.concurrency_slowdown * (mean_busy - 1.0)
+        self.rates.observe(tokens_in, prefill_s, timings.tokens_out, decode_s, slowdown)
+        # The service's share of idle power (scheduler/reward.py): P_idle while it was on its
+        # way (sent -> received, clocks shared by the hosts) and waiting for a slot.
+        waited_s = start_s - received_s
+        if request.sent_unix_s > 0:
+            waited_s += max(0.0, received_unix_s - request.sent_unix_s)
+        energy = dataclasses.replace(energy, idle_j=self.meter.idle_power_w * waited_s)
         with self._done_lock:
             self.requests_done += 1
         yield inference_pb2.GenerateResponse(result=inference_pb2.GenerateResult(

@@ -106,6 +106,7 @@ class Testbed:
         self._shaper = Shaper()
         self._rates: dict[str, float] = {}
         self._log: list[RateChange] = []
+        self._down: set[str] = set()  # links taken down: 0 Mbit/s in the log and the feed
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._procs: list[subprocess.Popen] = []
@@ -325,7 +326,23 @@ class Testbed:
             self._rates[link] = rate_mbit
             t = self.elapsed_s()
             self._log.append(RateChange(round(t, 6), link, rate_mbit))
-            write_feed(self.bandwidth_feed_path, t, dict(self._rates))
+            self._write_feed_locked(t)
+            self._changed.notify_all()
+
+    def _write_feed_locked(self, t: float) -> None:
+        write_feed(self.bandwidth_feed_path, t,
+                   {link: 0.0 if link in self._down else rate
+                    for link, rate in self._rates.items()})
+
+    def _set_down(self, link: str, down: bool) -> None:
+        """Log and feed a link going down (0 Mbit/s) or back up (its current rate), so the
+        scheduler's true-bandwidth feed and the results see the outage."""
+        with self._lock:
+            (self._down.add if down else self._down.discard)(link)
+            t = self.elapsed_s()
+            self._log.append(RateChange(round(t, 6), link,
+                                        0.0 if down else self._rates.get(link, 0.0)))
+            self._write_feed_locked(t)
             self._changed.notify_all()
 
     def wait_for_changes(self, count: int, timeout_s: float) -> bool:
@@ -373,12 +390,14 @@ class Testbed:
         self._check_link(link)
         for intf in self._intfs[link]:
             self._shaper.set_state(intf, up=False)
+        self._set_down(link, True)
 
     def link_up(self, link: str) -> None:
         self._require_running()
         self._check_link(link)
         for intf in self._intfs[link]:
             self._shaper.set_state(intf, up=True)
+        self._set_down(link, False)
 
     # --- fluctuation -----------------------------------------------------------------------
 

@@ -249,6 +249,10 @@ def test_queued_requests_are_served_in_order(tiny, slow_profile):
         order = sorted(results, key=lambda r: results[r].started_unix_s)
         assert order == ["r0", "r1", "r2"]
         assert results["r2"].queueing_s > results["r1"].queueing_s > 0.1
+        # A waiting service is charged the node's idle power (10 W) while it travels and waits.
+        r2 = results["r2"]
+        assert r2.energy.idle_j == pytest.approx(10.0 * r2.queueing_s, abs=10.0 * 0.05)
+        assert r2.energy.idle_j >= 10.0 * r2.queueing_s
     finally:
         n.close()
 
@@ -438,3 +442,14 @@ def test_cli_bad_flag_value_names_it():
     proc = _cli("serve", "--id", "edge1", "--model", "x.gguf", "--chunk-tokens", "0")
     _, err = proc.communicate(timeout=TIMEOUT_S)
     assert proc.returncode == 2 and "chunk_tokens must be >= 1 (got 0)" in err
+
+
+def test_reported_rates_are_single_request_rates():
+    # The scheduler applies the concurrency slow-down itself: a request that ran at half speed
+    # because another shared the node must not lower the rate the node reports.
+    from nodes.server import _Rates
+
+    rates = _Rates()
+    rates.observe(tokens_in=100, prefill_s=1.1, tokens_out=11, decode_s=1.0, slowdown=2.0)
+    assert rates.decode_tok_s == pytest.approx(20.0)
+    assert rates.prefill_tok_s == pytest.approx(100 / (0.55 - 1 / 20.0))
