@@ -45,17 +45,35 @@ class SharedServer:
     def active(self) -> int:
         return len(self._heap)
 
-    def add(self, work: float, on_done: Callable[[float], None]) -> float:
+    def add(self, work: float, on_done: Callable[[float], None]) -> "Job":
         """Start a job of `work` units; on_done(energy_j) runs when it finishes.
 
-        Returns the job's energy mark (pass to nothing; kept so callers can read it)."""
+        Returns the job, to pass to cancel()."""
         self._advance()
-        mark = self.energy_per_job_j
         self._seq += 1
-        heapq.heappush(self._heap, (self.virtual + work, self._seq,
-                                    _Done(on_done, mark, self)))
+        job = Job(on_done, self.energy_per_job_j, self.virtual, self)
+        heapq.heappush(self._heap, (self.virtual + work, self._seq, job))
         self._reschedule()
-        return mark
+        return job
+
+    def cancel(self, job: "Job") -> tuple[float, float]:
+        """Remove an unfinished job now; on_done never runs. Returns (energy_j charged to it
+        so far, work units it received). O(n): n is a node's slots or a link's uploads."""
+        self._advance()
+        heap = self._heap
+        for i, entry in enumerate(heap):
+            if entry[2] is job:
+                break
+        else:
+            raise ValueError("cancel: the job is not running on this server (finished or "
+                             "cancelled already)")
+        last = heap.pop()
+        if i < len(heap):
+            heap[i] = last
+            heapq.heapify(heap)
+        # The others now share the capacity among fewer: re-plan the next finish.
+        self._reschedule()
+        return self.energy_per_job_j - job.mark, self.virtual - job.start_virtual
 
     def sync(self) -> None:
         """Bring the integrals (virtual time, busy time, energy) up to now."""
@@ -107,15 +125,18 @@ class SharedServer:
             job.finish()
 
 
-class _Done:
-    __slots__ = ("on_done", "mark", "server")
+class Job:
+    """One job on a SharedServer: its energy and virtual-time marks at the start."""
 
-    def __init__(self, on_done: Callable[[float], None], mark: float,
+    __slots__ = ("on_done", "mark", "start_virtual", "server")
+
+    def __init__(self, on_done: Callable[[float], None], mark: float, start_virtual: float,
                  server: SharedServer) -> None:
         self.on_done, self.mark, self.server = on_done, mark, server
+        self.start_virtual = start_virtual
 
     def finish(self) -> None:
         self.on_done(self.server.energy_per_job_j - self.mark)
 
-    def __lt__(self, other: "_Done") -> bool:  # heap ties are broken by seq first
+    def __lt__(self, other: "Job") -> bool:  # heap ties are broken by seq first
         return False

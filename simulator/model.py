@@ -10,7 +10,7 @@ from typing import Callable
 
 import simpy
 
-from simulator.engine import SharedServer
+from simulator.engine import SharedServer, Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +64,20 @@ class SimLink:
         if self.server.active:
             self.server.changed()
 
-    def upload(self, input_bytes: int, on_done: Callable[[], None]) -> None:
+    def upload(self, input_bytes: int, on_done: Callable[[], None]) -> Job | None:
+        """Start an upload; returns it (for cancel), or None if there was nothing to send."""
         self.bytes_sent += input_bytes
         if input_bytes <= 0:
             on_done()
-            return
-        self.server.add(input_bytes * 8.0, lambda _energy_j: on_done())
+            return None
+        return self.server.add(input_bytes * 8.0, lambda _energy_j: on_done())
+
+    def cancel(self, upload: Job, input_bytes: int) -> int:
+        """Stop an upload in progress (the client gave up); returns the bytes it had sent."""
+        _energy_j, sent_bits = self.server.cancel(upload)
+        sent_bytes = min(input_bytes, int(sent_bits / 8.0))
+        self.bytes_sent -= input_bytes - sent_bytes
+        return sent_bytes
 
 
 class SimNode:
@@ -82,7 +90,7 @@ class SimNode:
         self.env = env
         self.node_id, self.kind, self.model = node_id, kind, model
         self.slots, self.queue_capacity = slots, queue_capacity
-        self.queue: deque[tuple[float, Callable[[float, float], None]]] = deque()
+        self.queue: deque[Task] = deque()
         slowdown = model.concurrency_slowdown
         idle_w = model.idle_power_w
         dynamic_per_slot_w = (model.max_power_w - model.idle_power_w) / slots
@@ -99,30 +107,56 @@ class SimNode:
         return self.server.active
 
     def submit(self, work_s: float, on_start: Callable[[], None],
-               on_done: Callable[[float], None]) -> bool:
-        """Run now if a slot is free, else queue; False if the queue is full."""
+               on_done: Callable[[float], None]) -> "Task | None":
+        """Run now if a slot is free, else queue; None if the queue is full."""
+        task = Task(work_s, on_start, on_done)
         if self.server.active < self.slots:
-            self._start(work_s, on_start, on_done)
-            return True
+            self._start(task)
+            return task
         if len(self.queue) >= self.queue_capacity:
-            return False
-        self.queue.append((work_s, on_start, on_done))
-        return True
+            return None
+        self.queue.append(task)
+        return task
 
-    def _start(self, work_s: float, on_start: Callable[[], None],
-               on_done: Callable[[float], None]) -> None:
+    def cancel(self, task: "Task") -> tuple[float, float]:
+        """Drop an unfinished task (its client gave up): out of the queue, or off its slot at
+        once, the next queued task taking the slot. Returns (inference energy_j it was
+        charged, work_s it received)."""
+        if task.job is None:
+            self.queue.remove(task)
+            return 0.0, 0.0
+        energy_j, work_s = self.server.cancel(task.job)
+        task.job = None
+        self.inference_j += energy_j
+        if self.queue:
+            self._start(self.queue.popleft())
+        return energy_j, work_s
+
+    def _start(self, task: "Task") -> None:
         self.started += 1
-        on_start()
+        task.on_start()
 
         def finished(energy_j: float) -> None:
+            task.job = None
             self.inference_j += energy_j
             if self.queue:
-                self._start(*self.queue.popleft())
-            on_done(energy_j)
+                self._start(self.queue.popleft())
+            task.on_done(energy_j)
 
-        self.server.add(work_s, finished)
+        task.job = self.server.add(task.work_s, finished)
 
     @property
     def busy_s(self) -> float:
         self.server.sync()
         return self.server.busy_s
+
+
+class Task:
+    """One service on a node: waiting in the queue (job None) or running (its server job)."""
+
+    __slots__ = ("work_s", "on_start", "on_done", "job")
+
+    def __init__(self, work_s: float, on_start: Callable[[], None],
+                 on_done: Callable[[float], None]) -> None:
+        self.work_s, self.on_start, self.on_done = work_s, on_start, on_done
+        self.job: Job | None = None

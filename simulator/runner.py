@@ -9,7 +9,8 @@ The path of a service: arrival → decision (held `defer_s` if the policy asks) 
 the node's link (processor sharing with the other uploads at the link's current rate) → FIFO
 queue for a slot → inference (processor sharing among the slots, slowed by the profile's
 concurrency factor) → outcome. The answer's download is not modelled (tens of bytes of tokens
-against kilobytes to megabytes of input).
+against kilobytes to megabytes of input). At arrival + give_up_s an unfinished service leaves
+wherever it is (link, queue, slot) and fails, as the emulated driver cancels its call.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from scheduler.reward import transmission_energy_j
 from scheduler.service import Service
 from scenarios.results import LinkRow, NodeRow, RequestRow
 from testbed.fluctuation import RateChange
-from simulator.model import NodeModel, SimLink, SimNode
+from simulator.engine import Job
+from simulator.model import NodeModel, SimLink, SimNode, Task
 
 BANDWIDTH_SOURCES = ("true", "nominal", "measured")
 
@@ -281,6 +283,10 @@ class _Run:
         if self.trace is not None:
             self.trace.append(("decide", self.env.now, service, node_id))
         flight = _Flight(self, arrival, node_id, decision.prediction.f)
+        if self.give_up_s < math.inf:
+            # The emulated driver's call deadline: at arrival + give_up_s the service leaves
+            # wherever it is (a no-op if it has finished by then).
+            self._at(arrival.arrival_s + self.give_up_s, flight.give_up)
         if decision.defer_s > 0:
             self._at(self.env.now + decision.defer_s, flight.dispatch)
         else:
@@ -333,7 +339,7 @@ class _Flight:
     """One service on its way: upload, queue, inference."""
 
     __slots__ = ("run", "arrival", "node_id", "f", "dispatched_s", "uploaded_s", "started_s",
-                 "tokens_in", "tokens_out")
+                 "tokens_in", "tokens_out", "stage", "upload", "task")
 
     def __init__(self, run: _Run, arrival: Arrival, node_id: str, f: float) -> None:
         self.run, self.arrival, self.node_id, self.f = run, arrival, node_id, f
@@ -341,25 +347,36 @@ class _Flight:
         self.tokens_in = service.estimated_prompt_tokens
         self.tokens_out = service.max_new_tokens
         self.dispatched_s = self.uploaded_s = self.started_s = 0.0
+        self.stage = HELD  # HELD → UPLOADING → AT_NODE → DONE
+        self.upload: Job | None = None  # the upload on the link, while UPLOADING
+        self.task: Task | None = None  # its place on the node (queued or running), AT_NODE
 
     def dispatch(self) -> None:
+        if self.stage is DONE:
+            return  # given up while the policy held it
         run = self.run
         self.dispatched_s = run.env.now
         if self.node_id in run.dead:
             self._fail(0.0, 0, "node unreachable")
             return
-        run.links[self.node_id].upload(self.arrival.service.input_bytes, self.uploaded)
+        self.stage = UPLOADING
+        upload = run.links[self.node_id].upload(self.arrival.service.input_bytes, self.uploaded)
+        if self.stage is UPLOADING:  # (an empty input is uploaded at once)
+            self.upload = upload
 
     def uploaded(self) -> None:
         run = self.run
         self.uploaded_s = run.env.now
+        self.upload = None
+        self.stage = AT_NODE
         if self.node_id in run.dead:
             self._fail(self.uploaded_s - self.dispatched_s,
                        self.arrival.service.input_bytes, "node unreachable")
             return
         node = run.nodes[self.node_id]
         work_s = node.model.work_s(self.tokens_in, self.tokens_out)
-        if not node.submit(work_s, self.started, self.finished):
+        self.task = node.submit(work_s, self.started, self.finished)
+        if self.task is None:
             self._fail(self.uploaded_s - self.dispatched_s, self.arrival.service.input_bytes,
                        f"queue full ({node.queue_capacity} waiting)")
 
@@ -367,11 +384,72 @@ class _Flight:
         self.started_s = self.run.env.now
 
     def _fail(self, transmission_s: float, sent_bytes: int, error: str) -> None:
+        self.stage = DONE
         waited_s = self.dispatched_s - self.arrival.arrival_s
         self.run._finish_failed(self.arrival, self.node_id, transmission_s, waited_s,
                                 sent_bytes, error, constraint_f=self.f)
 
+    def give_up(self) -> None:
+        """The client's deadline (give_up_s) passed before the answer: as the emulated driver
+        cancels its call, the service leaves the link, the queue or its slot now, and is
+        charged only what it spent until now."""
+        stage = self.stage
+        if stage is DONE:
+            return
+        self.stage = DONE
+        run = self.run
+        now = run.env.now
+        service = self.arrival.service
+        setup = run.setups[self.node_id]
+        sent_bytes = 0
+        transmission_s = inference_s = inference_j = 0.0
+        tokens_in = tokens_out = 0
+        if stage is HELD:
+            where = "held by the policy"
+            queueing_s = now - self.arrival.arrival_s
+        elif stage is UPLOADING:
+            where = "uploading"
+            if self.upload is not None:
+                sent_bytes = run.links[self.node_id].cancel(self.upload, service.input_bytes)
+            transmission_s = now - self.dispatched_s
+            queueing_s = self.dispatched_s - self.arrival.arrival_s
+        else:
+            transmission_s = self.uploaded_s - self.dispatched_s
+            sent_bytes = service.input_bytes
+            node = run.nodes[self.node_id]
+            running = self.task.job is not None
+            inference_j, work_s = node.cancel(self.task)
+            if running:
+                where = "running"
+                queueing_s = ((self.dispatched_s - self.arrival.arrival_s)
+                              + (self.started_s - self.uploaded_s))
+                inference_s = now - self.started_s
+                # What it had generated: prefill first, then decode (SimNode's work model).
+                tokens_in = self.tokens_in
+                decoded_s = work_s - self.tokens_in / node.model.prefill_tok_s
+                tokens_out = min(self.tokens_out, max(0, int(decoded_s
+                                                             * node.model.decode_tok_s)))
+            else:
+                where = "queued"
+                queueing_s = (self.dispatched_s - self.arrival.arrival_s) + (now
+                                                                             - self.uploaded_s)
+        self.upload = self.task = None
+        energy = Energy(
+            transmission_j=transmission_energy_j(sent_bytes, setup.j_per_bit),
+            inference_j=inference_j,
+            idle_j=setup.model.idle_power_w * (transmission_s + queueing_s))
+        outcome = Outcome(
+            service_id=service.id, node_id=self.node_id, status=Status.FAILED,
+            deadline_s=service.deadline_s, total_s=now - self.arrival.arrival_s,
+            service_class=service.service_class, transmission_s=transmission_s,
+            queueing_s=queueing_s, inference_s=inference_s, tokens_in=tokens_in,
+            tokens_out=tokens_out, input_bytes=service.input_bytes, energy=energy,
+            error=f"gave up after {run.give_up_s:g} s ({where})", constraint_f=self.f)
+        run._record(self.arrival, outcome)
+
     def finished(self, inference_j: float) -> None:
+        self.stage = DONE
+        self.task = None
         run = self.run
         now = run.env.now
         service = self.arrival.service
@@ -386,12 +464,6 @@ class _Flight:
                                                                      - self.uploaded_s)
         inference_s = now - self.started_s
         total_s = now - self.arrival.arrival_s
-        if total_s > run.give_up_s:
-            # The emulated driver cancels a service at give_up_s; here the node still spends
-            # the time (a small difference, on the pessimistic side for the slow node's queue).
-            self._fail(transmission_s, service.input_bytes,
-                       f"gave up after {run.give_up_s:g} s (would have taken {total_s:.1f} s)")
-            return
         # Energy by part as scheduler/reward.py models it (eq. 2): bytes x J/bit; the
         # service's share of the node's power integrated while it ran; P_idle while it was on
         # its way and waiting.
@@ -408,3 +480,7 @@ class _Flight:
             tokens_out=self.tokens_out, input_bytes=service.input_bytes, energy=energy,
             constraint_f=self.f)
         run._record(self.arrival, outcome)
+
+
+# A flight's stages (compared by identity).
+HELD, UPLOADING, AT_NODE, DONE = "held", "uploading", "at-node", "done"

@@ -194,3 +194,95 @@ def test_a_service_unfinished_at_give_up_fails_as_the_emulated_driver_would():
     rows = {r.service_id: r for r in result.requests}
     assert rows["a"].status == "met"
     assert rows["b"].status == "failed" and "gave up after 3.8 s" in rows["b"].error
+    # B ran 3.5-4.3 s (given up at 0.5 + 3.8), not until 4.5 s: 0.8 s at 50 W.
+    assert rows["b"].inference_s == pytest.approx(0.8, abs=1e-12)
+    assert rows["b"].inference_j == pytest.approx(40.0, abs=1e-9)
+    (node,) = result.nodes
+    assert node.inference_j == pytest.approx(140.0, abs=1e-9)
+
+
+class LearningRoundRobin(RoundRobin):
+    """Round-robin that keeps what it was told, and the cluster it decided on."""
+
+    name = "test-learning-round-robin"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.learned: dict[str, object] = {}
+        self.cluster: Cluster | None = None
+
+    def select(self, service: Service, cluster: Cluster) -> Decision:
+        self.cluster = cluster
+        return super().select(service, cluster)
+
+    def update(self, outcome) -> float:
+        self.learned[outcome.service_id] = outcome
+        return super().update(outcome)
+
+
+def test_give_up_frees_the_slot_and_the_queue_place_at_once_charging_only_what_was_spent():
+    # One node, one slot, 1 MB/s link, give up 5 s after arrival.
+    # C: t=0, 1 MB (uploaded at 1.0 s), 50 in, 5 out: queued at 1.0 s behind A.
+    # A: t=0.5, nothing to upload, 100 in, 100 out (11 s alone): runs from 0.5 s.
+    # B: t=2, nothing to upload, 50 in, 5 out (1 s alone): queued behind C.
+    # C gives up at 5.0 s still queued (never runs); A gives up at 5.5 s mid-run, and B takes
+    # the slot at that instant: 5.5-6.5 s, 4.5 s after arrival (met). Without the cancel, A
+    # would hold the slot until 11.5 s and B would give up in the queue.
+    c = _service("c", 1_000_000, 50, 5, 10.0)
+    a = _service("a", 0, 100, 100, 10.0)
+    b = _service("b", 0, 50, 5, 10.0)
+    policy = LearningRoundRobin()
+    result = simulate(policy, [HAND_NODE], [Arrival(0.0, c), Arrival(0.5, a), Arrival(2.0, b)],
+                      give_up_s=5.0)
+    rows = {r.service_id: r for r in result.requests}
+    expected = {
+        # status, transmission, queueing, inference, total, inference_j, idle_j
+        "c": ("failed", 1.0, 4.0, 0.0, 5.0, 0.0, 50.0),  # idle: 10 W x (1 + 4) s
+        "a": ("failed", 0.0, 0.0, 5.0, 5.0, 250.0, 0.0),  # 50 W x 5 s run
+        "b": ("met", 0.0, 3.5, 1.0, 4.5, 50.0, 35.0),
+    }
+    for sid, (status, tx, q, inf, total, inf_j, idle_j) in expected.items():
+        row = rows[sid]
+        assert row.status == status, sid
+        assert row.transmission_s == pytest.approx(tx, abs=1e-12), sid
+        assert row.queueing_s == pytest.approx(q, abs=1e-12), sid
+        assert row.inference_s == pytest.approx(inf, abs=1e-12), sid
+        assert row.total_s == pytest.approx(total, abs=1e-12), sid
+        assert row.inference_j == pytest.approx(inf_j, abs=1e-9), sid
+        assert row.idle_j == pytest.approx(idle_j, abs=1e-9), sid
+    assert rows["c"].error == "gave up after 5 s (queued)"
+    assert rows["a"].error == "gave up after 5 s (running)"
+    assert rows["c"].transmission_j == pytest.approx(0.08, abs=1e-12)  # its upload was done
+    # A had prefilled (1 s) and decoded 4 s x 10 tok/s when it was cancelled.
+    assert (rows["a"].tokens_in, rows["a"].tokens_out) == (100, 40)
+    (node,) = result.nodes
+    # Busy 0.5-6.5 s (A, then B); the node's inference energy is A's 5 s and B's 1 s only.
+    assert node.busy_s == pytest.approx(6.0, abs=1e-12)
+    assert node.inference_j == pytest.approx(300.0, abs=1e-9)
+    assert result.makespan_s == pytest.approx(6.5, abs=1e-12)
+    assert node.idle_s == pytest.approx(0.5, abs=1e-12)
+    # The policy learned each give-up as a failure, and the cluster released their bookings.
+    assert policy.learned["a"].status.name == "FAILED"
+    assert policy.learned["c"].status.name == "FAILED"
+    assert set(policy.learned) == {"a", "b", "c"}
+    assert policy.cluster.nodes["edge1"].inflight == {}
+
+
+def test_give_up_during_an_upload_stops_it_and_the_link_carries_the_rest_alone():
+    # A: t=0, 10 MB (10 s alone at 1 MB/s); B: t=1, 1 MB, 10 in, 1 out (0.2 s alone). A alone
+    # 0-1 s (1 MB), then 0.5 MB/s each; A gives up at 2.0 s having sent 1.5 MB; B has sent
+    # 0.5 MB and sends its last 0.5 MB alone at 1 MB/s: uploaded at 2.5 s, done at 2.7 s.
+    a = _service("a", 10_000_000, 50, 5, 10.0)
+    b = _service("b", 1_000_000, 10, 1, 10.0)
+    result = simulate(RoundRobin(), [HAND_NODE], [Arrival(0.0, a), Arrival(1.0, b)],
+                      give_up_s=2.0)
+    rows = {r.service_id: r for r in result.requests}
+    assert rows["a"].status == "failed" and rows["a"].error == "gave up after 2 s (uploading)"
+    assert rows["a"].transmission_s == pytest.approx(2.0, abs=1e-12)
+    assert rows["a"].transmission_j == pytest.approx(1_500_000 * 8 * 1e-8, rel=1e-9)
+    assert rows["a"].inference_j == 0.0
+    assert rows["b"].status == "met"
+    assert rows["b"].transmission_s == pytest.approx(1.5, abs=1e-12)
+    assert rows["b"].total_s == pytest.approx(1.7, abs=1e-12)
+    (node,) = result.nodes
+    assert node.busy_s == pytest.approx(0.2, abs=1e-12)  # A never reached the node
