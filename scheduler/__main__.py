@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="RPC threads; bounds concurrent Submit calls (default %(default)s)")
     s.add_argument("--submit-margin-s", type=float, default=defaults.submit_margin_s,
                    help="Submit keeps trying this long past the requirement (default %(default)s)")
+    s.add_argument("--booking-ttl-s", type=float, default=defaults.booking_ttl_s,
+                   help="drop a booking with no outcome this long past its predicted finish "
+                        "(default: its deadline_s + the heartbeat timeout)")
     s.add_argument("--log-level", default="INFO", help="logging level on stderr")
     return parser
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port, state_file=args.state_file, bandwidth_feed=args.bandwidth_feed,
         heartbeat_timeout_s=args.heartbeat_timeout_s, grace_s=args.grace_s,
         max_receive_bytes=args.max_receive_bytes, max_workers=args.max_workers,
-        submit_margin_s=args.submit_margin_s)
+        submit_margin_s=args.submit_margin_s, booking_ttl_s=args.booking_ttl_s)
 
     def ready(port: int) -> None:
         print(f"READY {port}", flush=True)

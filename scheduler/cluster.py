@@ -16,12 +16,19 @@ The prediction D-hat of a service on node j (all in seconds):
   concurrency it will run at: rate_n = rate_1 / (1 + s·(n − 1)) (hardware profiles' model).
 Rates are learned: an EWMA of the rates heartbeats report and of what each completed outcome
 implies (measured inference time against the prediction for its actual tokens).
+
+Bookings are released by the outcome. An advisor-mode client that crashes never reports one, so
+a booking is also dropped when it is long overdue (its predicted finish more than its
+requirement plus the heartbeat timeout in the past, or `booking_ttl_s` when set) and when its
+node dies; `abandoned` counts those whose outcome has not arrived since.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, bisect_right, insort
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
 
@@ -107,6 +114,8 @@ class Booking(NamedTuple):
     upload_end_s: float
     finish_s: float
     concurrency: int  # services running on the node when it was predicted to run
+    # When it is dropped if no outcome came (see the module docstring); inf: never.
+    expires_s: float = math.inf
 
 
 @dataclass
@@ -141,6 +150,10 @@ class NodeState:
         """Services on the node: our bookings, or what it reported if that is more."""
         return max(len(self.inflight), self.queue_length + self.busy_slots)
 
+
+# Dropped bookings remembered so a late outcome can take its service out of `abandoned`; the
+# count itself is exact, only an outcome later than this many drops is counted twice.
+ABANDONED_MEMORY = 100_000
 
 # Defaults for a node that registered no rates: a deliberately modest guess that the
 # measured outcomes overwrite after the first completion.
@@ -177,20 +190,32 @@ class Cluster:
     """Registered nodes plus the estimates the policies read.
 
     learn_rates=False keeps the rates as registered or fed with `set_rates` (the oracle's
-    cluster, fed true rates by the caller).
+    cluster, fed true rates by the caller). booking_ttl_s: how long past its predicted finish
+    a booking without outcome is kept; None: its service's deadline_s + heartbeat_timeout_s;
+    math.inf: forever.
     """
 
     def __init__(self, clock: Callable[[], float], rate_smoothing: float = 0.3,
-                 heartbeat_timeout_s: float = 5.0, learn_rates: bool = True) -> None:
+                 heartbeat_timeout_s: float = 5.0, learn_rates: bool = True,
+                 booking_ttl_s: float | None = None) -> None:
         if not 0 < rate_smoothing <= 1:
             raise ValueError(f"rate_smoothing must be in (0, 1] (got {rate_smoothing})")
         if not heartbeat_timeout_s > 0:
             raise ValueError(f"heartbeat_timeout_s must be > 0 (got {heartbeat_timeout_s})")
+        if booking_ttl_s is not None and not booking_ttl_s >= 0:  # also rejects NaN
+            raise ValueError(f"booking_ttl_s must be >= 0 or None (got {booking_ttl_s})")
         self.clock = clock
         self.rate_smoothing = rate_smoothing  # EWMA weight of a new measurement
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.learn_rates = learn_rates
+        self.booking_ttl_s = booking_ttl_s
         self.nodes: dict[str, NodeState] = {}
+        # (expires_s, seq, node_id, service_id) of every booking made; entries whose booking
+        # was released or replaced are skipped when they come up (lazy deletion).
+        self._expiries: list[tuple[float, int, str, str]] = []
+        self._booking_seq = 0
+        self._abandoned = 0
+        self._abandoned_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # --- events -------------------------------------------------------------------------
     def register(self, info: NodeInfo) -> NodeState:
@@ -252,25 +277,48 @@ class Cluster:
         if old is not None:  # booked again (a retry): replace, never count twice
             _remove(node.finishes_s, old.finish_s)
             _remove(node.upload_ends_s, old.upload_end_s)
+        finish_s = now + prediction.total_s
+        ttl_s = (service.deadline_s + self.heartbeat_timeout_s if self.booking_ttl_s is None
+                 else self.booking_ttl_s)
         booking = Booking(
             inference_s=prediction.inference_s,
             upload_end_s=now + prediction.transmission_s,
-            finish_s=now + prediction.total_s,
-            concurrency=min(len(node.inflight) + 1, node.info.slots))
+            finish_s=finish_s,
+            concurrency=min(len(node.inflight) + 1, node.info.slots),
+            expires_s=finish_s + ttl_s)
         node.inflight[service.id] = booking
         insort(node.finishes_s, booking.finish_s)
         insort(node.upload_ends_s, booking.upload_end_s)
         node.assigned += 1
+        if booking.expires_s < math.inf:  # also skips a NaN prediction, which never expires
+            self._booking_seq += 1
+            heapq.heappush(self._expiries, (booking.expires_s, self._booking_seq,
+                                            node.node_id, service.id))
+
+    def unassign(self, service_id: str, node_id: str) -> bool:
+        """Undo `on_assign` of a decision that was never handed out (no outcome will come).
+
+        Releases the booking and takes it out of `assigned`; False if none was found.
+        """
+        node = self.node(node_id)
+        if self._release(node, service_id) is None:
+            return False
+        node.assigned -= 1
+        return True
 
     def on_complete(self, outcome: Outcome) -> None:
         """Learn rates from the measured outcome and release the service's place."""
         node = self.nodes.get(outcome.node_id)
         if node is None:
             return
-        booking = node.inflight.pop(outcome.service_id, None)
-        if booking is not None:
-            _remove(node.finishes_s, booking.finish_s)
-            _remove(node.upload_ends_s, booking.upload_end_s)
+        booking = self._release(node, outcome.service_id)
+        if booking is None and self._abandoned_ids:
+            # Its booking was dropped as abandoned, but the outcome came after all: it counts
+            # once, as this outcome.
+            key = (outcome.node_id, outcome.service_id)
+            if key in self._abandoned_ids:
+                del self._abandoned_ids[key]
+                self._abandoned -= 1
         if outcome.status is Status.FAILED or not self.learn_rates:
             return
         if outcome.inference_s > 0 and outcome.tokens_out > 0:
@@ -288,15 +336,58 @@ class Cluster:
         # Bandwidth comes from the link's rate feed, not from one noisy transfer.
 
     def expire(self) -> list[str]:
-        """Mark nodes whose heartbeats stopped as dead; return the ids that just died."""
+        """Mark nodes whose heartbeats stopped as dead and drop their bookings (their services
+        will not finish there) and overdue ones; return the ids that just died."""
         now = self.clock()
         dead = []
         for node in self.nodes.values():
             was = node.alive
             node.alive = (now - node.last_heartbeat_s) <= self.heartbeat_timeout_s
-            if was and not node.alive:
-                dead.append(node.node_id)
+            if not node.alive:
+                if was:
+                    dead.append(node.node_id)
+                for service_id in list(node.inflight):
+                    self._abandon(node, service_id)
+        self.drop_overdue(now)
         return dead
+
+    def drop_overdue(self, now_s: float | None = None) -> int:
+        """Drop the bookings past their expiry (no outcome came); return how many."""
+        expiries = self._expiries
+        if not expiries:
+            return 0
+        if now_s is None:
+            now_s = self.clock()
+        dropped = 0
+        while expiries and expiries[0][0] < now_s:
+            expires_s, _, node_id, service_id = heapq.heappop(expiries)
+            node = self.nodes.get(node_id)
+            booking = node.inflight.get(service_id) if node is not None else None
+            # Skip entries of bookings released or replaced since (another expiry).
+            if booking is not None and booking.expires_s == expires_s:
+                self._abandon(node, service_id)
+                dropped += 1
+        return dropped
+
+    @property
+    def abandoned(self) -> int:
+        """Bookings dropped (overdue, or their node died) whose outcome has not arrived."""
+        return self._abandoned
+
+    def _abandon(self, node: NodeState, service_id: str) -> None:
+        self._release(node, service_id)
+        self._abandoned += 1
+        self._abandoned_ids[(node.node_id, service_id)] = None
+        if len(self._abandoned_ids) > ABANDONED_MEMORY:
+            self._abandoned_ids.popitem(last=False)
+
+    @staticmethod
+    def _release(node: NodeState, service_id: str) -> Booking | None:
+        booking = node.inflight.pop(service_id, None)
+        if booking is not None:
+            _remove(node.finishes_s, booking.finish_s)
+            _remove(node.upload_ends_s, booking.upload_end_s)
+        return booking
 
     # --- queries ------------------------------------------------------------------------
     def node(self, node_id: str) -> NodeState:
@@ -307,6 +398,7 @@ class Cluster:
 
     def candidates(self) -> list[NodeState]:
         """Nodes a policy may choose: alive and serving, in registration order."""
+        self.drop_overdue()
         return [n for n in self.nodes.values() if n.alive and n.serving]
 
     def predict(self, service: Service, node_id: str) -> Prediction:
@@ -316,11 +408,14 @@ class Cluster:
     def predict_all(self, service: Service, nodes: Iterable[NodeState] | None = None
                     ) -> list[Prediction]:
         now = self.clock()
+        self.drop_overdue(now)
         return [self.predict_node(service, n, now)
                 for n in (self.candidates() if nodes is None else nodes)]
 
     def predict_node(self, service: Service, node: NodeState, now: float) -> Prediction:
         """`predict` for a NodeState already in hand and a clock already read (hot path)."""
+        if self._expiries and self._expiries[0][0] < now:
+            self.drop_overdue(now)
         info = node.info
         slots = info.slots
         upload_ends = node.upload_ends_s

@@ -162,7 +162,7 @@ def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
     # [-1, 1] (scheduler.reward), so an infinite f is the bound.
     constraint_f = max(-1.0, min(1.0, pb.constraint_f)) if math.isinf(pb.constraint_f) \
         else pb.constraint_f
-    return Outcome(
+    outcome = Outcome(
         service_id=pb.service_id, node_id=pb.node_id, status=_STATUS_FROM_PB[pb.status],
         deadline_s=pb.deadline_s, total_s=pb.total_s,
         service_class=pb.service_class or "default", transmission_s=pb.transmission_s,
@@ -170,6 +170,30 @@ def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
         tokens_out=pb.tokens_out, input_bytes=pb.input_bytes,
         energy=energy_from_proto(pb.energy), error=pb.error, attempts=pb.attempts or 1,
         constraint_f=constraint_f)
+    check_status(outcome)
+    return outcome
+
+
+def check_status(outcome: Outcome) -> None:
+    """MET needs total_s <= deadline_s and MISSED total_s > deadline_s (Outcome.status_for).
+
+    The counters read the status and the reward the times (eq. 3's f from total_s), so an
+    outcome where they disagree would be counted one way and learned the other.
+    """
+    if outcome.status is Status.FAILED:
+        return
+    expected = Outcome.status_for(outcome.total_s, outcome.deadline_s)
+    if outcome.status is not expected:
+        relation = "<=" if outcome.status is Status.MET else ">"
+        raise ValueError(
+            f"outcome.status {outcome.status.name} needs outcome.total_s {relation} "
+            f"outcome.deadline_s (got total_s={outcome.total_s}, "
+            f"deadline_s={outcome.deadline_s})")
+
+
+def check_outcome(outcome: Outcome) -> None:
+    """The checks `outcome_from_proto` makes, on an Outcome built elsewhere (the gateway's)."""
+    outcome_from_proto(outcome_to_proto(outcome))
 
 
 def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:

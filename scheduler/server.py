@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +79,11 @@ class ServerConfig:
     # Submit keeps trying for the requirement plus this margin: past the requirement a late
     # answer (MISSED) is still worth more to the user than none (FAILED).
     submit_margin_s: float = 1.0
+    # A booking with no outcome this long past its predicted finish is dropped as abandoned;
+    # None: its service's deadline_s + heartbeat_timeout_s (Cluster's booking_ttl_s).
+    booking_ttl_s: float | None = None
+    # ReportOutcome ignores a service_id among the last this many outcomes (a client's retry).
+    reported_ids_memory: int = 100_000
     clock: Callable[[], float] = time.monotonic
 
     def validate(self) -> None:
@@ -93,6 +99,11 @@ class ServerConfig:
             raise ValueError(f"max_receive_bytes must be > 0 (got {self.max_receive_bytes})")
         if self.max_workers <= 0:
             raise ValueError(f"max_workers must be > 0 (got {self.max_workers})")
+        if self.booking_ttl_s is not None and not self.booking_ttl_s >= 0:
+            raise ValueError(f"booking_ttl_s must be >= 0 or None (got {self.booking_ttl_s})")
+        if self.reported_ids_memory <= 0:
+            raise ValueError(
+                f"reported_ids_memory must be > 0 (got {self.reported_ids_memory})")
 
 
 class BandwidthFeed:
@@ -138,9 +149,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         # The oracle's defining knowledge is the true rates: the nodes register their profile
         # rates and the cluster keeps them instead of learning (as in the simulator).
         self.cluster = Cluster(clock=config.clock, heartbeat_timeout_s=config.heartbeat_timeout_s,
-                               learn_rates=policy.name != "oracle")
+                               learn_rates=policy.name != "oracle",
+                               booking_ttl_s=config.booking_ttl_s)
         self.health = health_servicer
         self.counters = {"met": 0, "missed": 0, "failed": 0}
+        # service_id -> reward of the last outcomes recorded, oldest first: a repeated
+        # ReportOutcome (a retry after a lost response) is answered from here, not re-counted.
+        self._reported: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()  # cluster, policy, counters, Submit runs
         self._feed = BandwidthFeed(config.bandwidth_feed) if config.bandwidth_feed else None
         self._stubs: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
@@ -252,8 +267,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                        ) -> tuple[float, tuple[int, bytes] | None]:
         self.cluster.on_complete(outcome)
         reward = self.policy.update(outcome) if update_policy else 0.0
-        self.counters[outcome.status.value] += 1
+        self._count_locked(outcome.service_id, outcome.status.value, reward)
         return reward, self._snapshot_locked()
+
+    def _count_locked(self, service_id: str, status: str, reward: float) -> None:
+        self.counters[status] += 1
+        self._reported[service_id] = reward
+        self._reported.move_to_end(service_id)
+        if len(self._reported) > self.config.reported_ids_memory:
+            self._reported.popitem(last=False)
 
     @staticmethod
     def _service_or_abort(pb: common_pb2.Service, context: grpc.ServicerContext) -> Service:
@@ -297,7 +319,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     prefill_tok_s=_rate_or_unknown(request.prefill_tok_s),
                     decode_tok_s=_rate_or_unknown(request.decode_tok_s),
                     link_rate_mbit=_rate_or_unknown(request.link_rate_mbit),
-                    serving=request.serving)
+                    # Unset counts as serving: a client that never heard of the field must
+                    # not silently drop out of the candidates.
+                    serving=request.serving if request.HasField("serving") else True)
         if not known:
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"unknown node_id {request.node_id!r}: call RegisterNode first")
@@ -344,14 +368,21 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             outcome = convert.outcome_from_proto(request.outcome)
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        snapshot = None
         with self._lock:
             known = outcome.node_id in self.cluster.nodes
             registered = sorted(self.cluster.nodes)
+            if not known:
+                reward = 0.0
+            elif outcome.service_id in self._reported:  # a repeat: answer, change nothing
+                reward = self._reported[outcome.service_id]
+            else:
+                reward, snapshot = self._record_locked(outcome, update_policy=True)
         if not known:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"outcome.node_id {outcome.node_id!r} is not a registered node "
                           f"(registered: {registered})")
-        reward = self.record_outcome(outcome)
+        self._write_snapshot(snapshot)
         return scheduler_pb2.ReportOutcomeResponse(reward=reward)
 
     def GetStats(self, request, context):
@@ -363,7 +394,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 arms=[convert.arm_stat_to_proto(a) for a in self.policy.arm_stats(self.cluster)],
                 nodes=[convert.node_stats_to_proto(n) for n in self.cluster.nodes.values()],
                 met=self.counters["met"], missed=self.counters["missed"],
-                failed=self.counters["failed"])
+                failed=self.counters["failed"], abandoned=self.cluster.abandoned)
 
     # --- gateway mode ------------------------------------------------------------------------
     def Submit(self, request, context):
@@ -386,7 +417,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 call.cancel()
 
         if not context.add_callback(on_rpc_end):
-            return  # already over
+            self._abandon(run)  # already over: counted failed, nothing was booked
+            return
         excluded: list[str] = []
         errors: list[str] = []
         while True:
@@ -407,6 +439,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     j_per_bit = self.cluster.nodes[decision.node_id].info.transmission_j_per_bit
             if decision is None:
                 if run.attempts == 0:
+                    # No node at all: the service still counts (failed) in GetStats, so
+                    # the counters add up to the services submitted.
+                    with self._lock:
+                        if run.finished:
+                            return
+                        run.finished = True
+                        self._count_locked(service.id, Status.FAILED.value, 0.0)
+                        snapshot = self._snapshot_locked()
+                    self._write_snapshot(snapshot)
                     context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
                 errors.append(f"no other node to try ({error})")
                 break
@@ -455,15 +496,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def _abandon(self, run: _SubmitRun) -> None:
         """The call ended before its outcome: record it FAILED and release the node."""
         with self._lock:
-            if run.finished or run.attempts == 0:
-                return  # done already, or never scheduled (nothing booked, nothing to lose)
-            run.finished = True
+            if run.finished:
+                return
+            run.finished = True  # a Submit still deciding stops before booking
             outcome = self._failed_outcome(
                 run.service, run.decision, run.started_s, run.attempts,
                 "the Submit call ended before its outcome (client cancelled, deadline "
                 "passed or scheduler shutting down)")
-            if run.booked is None:  # the booked attempt was already released
-                self.counters["failed"] += 1
+            if run.booked is None:  # never booked, or the booked attempt was released
+                self._count_locked(outcome.service_id, Status.FAILED.value, 0.0)
                 snapshot = self._snapshot_locked()
             else:
                 # Not the node's fault: release its place without teaching the policy.
@@ -525,16 +566,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         result = attempt.result
         # Mininet hosts share one clock, so the node's arrival time minus our send time is the
         # upload over the shaped link.
-        transmission_s = (max(0.0, result.received_unix_s - attempt.sent_unix_s)
+        transmission_s = (_nonnegative(result.received_unix_s - attempt.sent_unix_s)
                           if result.received_unix_s > 0 else 0.0)
         last_s = attempt.last_token_s if attempt.last_token_s is not None else time.monotonic()
         total_s = last_s - started_s  # what the user waited: Submit start to last token
         node_energy = convert.energy_from_proto(result.energy)
         # Modelled here from the request's size and the link type's J/bit; the emulated runner
         # replaces it at the run level with interface byte counters (ENERGY_METHOD_COUNTERS).
+        # What the node reports passes ReportOutcome's checks: a negative or non-finite value
+        # (a misbehaving node) is taken as unknown (0) rather than learned.
         energy = Energy(
             transmission_j=attempt.sent_bytes * 8 * j_per_bit,
-            inference_j=node_energy.inference_j, idle_j=node_energy.idle_j,
+            inference_j=_nonnegative(node_energy.inference_j),
+            idle_j=_nonnegative(node_energy.idle_j),
             transmission_method="modelled",
             inference_method=node_energy.inference_method or "modelled",
             idle_method=node_energy.idle_method or "modelled")
@@ -543,8 +587,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             status=Outcome.status_for(total_s, service.deadline_s),
             deadline_s=service.deadline_s, total_s=total_s,
             service_class=service.service_class, transmission_s=transmission_s,
-            queueing_s=result.queueing_s, inference_s=result.inference_s,
-            tokens_in=result.tokens_in, tokens_out=result.tokens_out,
+            queueing_s=_nonnegative(result.queueing_s),
+            inference_s=_nonnegative(result.inference_s),
+            tokens_in=max(0, result.tokens_in), tokens_out=max(0, result.tokens_out),
             input_bytes=service.input_bytes, energy=energy, attempts=attempts,
             constraint_f=_finite_f(decision.prediction.f))
 
@@ -595,6 +640,10 @@ class _Attempt:
 
 def _rate_or_unknown(rate: float) -> float:
     return rate if rate > 0 and math.isfinite(rate) else 0.0
+
+
+def _nonnegative(value: float) -> float:
+    return value if value >= 0 and math.isfinite(value) else 0.0
 
 
 def _finite_f(f: float) -> float:

@@ -104,13 +104,21 @@ class Policy(ABC):
     def select_batch(self, services: list[Service], cluster: Cluster) -> list[Decision]:
         """A slot of services as a super arm: tightest deadline first, each decision booked
         on the cluster before the next so shared compute and bandwidth are respected.
-        Returns decisions in the order of `services`."""
+        Returns decisions in the order of `services`. If a selection raises, the bookings
+        already made are released (no caller would ever report them) and the error re-raised."""
         order = sorted(range(len(services)), key=lambda i: services[i].deadline_s)
         decisions: list[Decision | None] = [None] * len(services)
-        for i in order:
-            decision = self.select(services[i], cluster)
-            cluster.on_assign(services[i], decision.prediction)
-            decisions[i] = decision
+        booked: list[tuple[str, str]] = []  # (service_id, node_id)
+        try:
+            for i in order:
+                decision = self.select(services[i], cluster)
+                cluster.on_assign(services[i], decision.prediction)
+                booked.append((services[i].id, decision.node_id))
+                decisions[i] = decision
+        except BaseException:
+            for service_id, node_id in reversed(booked):
+                cluster.unassign(service_id, node_id)
+            raise
         return decisions  # type: ignore[return-value]
 
     def update(self, outcome: Outcome) -> float:

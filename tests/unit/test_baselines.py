@@ -240,3 +240,23 @@ def test_oracle_follows_fed_true_rates():
     assert oracle.select(svc(0, deadline_s=1.0), cluster).node_id == "edge1"
     cluster.set_rates("edge1", prefill_tok_s=1000.0, decode_tok_s=5.0)  # truly slower: 2.25 s
     assert oracle.select(svc(1, deadline_s=1.0), cluster).node_id == "cloud"
+
+
+@pytest.mark.parametrize("name", ["cs-ucb", "cloud-only", "edge-only", "edge-cloud",
+                                  "round-robin", "random", "least-loaded", "oracle"])
+def test_select_batch_releases_its_bookings_when_a_selection_raises(name):
+    cluster = three_nodes()
+    policy = create_policy(name)
+    real_select = policy.select
+
+    def select(service, cluster):  # the third decision (by deadline) fails
+        if service.id == "s2":
+            raise RuntimeError("selection failed for s2")
+        return real_select(service, cluster)
+
+    policy.select = select
+    with pytest.raises(RuntimeError, match="s2"):
+        policy.select_batch([svc(i, deadline_s=5.0 + i) for i in range(4)], cluster)
+    for node_state in cluster.nodes.values():
+        assert node_state.inflight == {} and node_state.finishes_s == []
+        assert node_state.upload_ends_s == [] and node_state.assigned == 0

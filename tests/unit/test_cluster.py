@@ -247,3 +247,83 @@ def test_predict_all_covers_candidates_in_registration_order(cluster):
     cluster.register(edge())
     cluster.register(edge("edge2"))
     assert [p.node_id for p in cluster.predict_all(service())] == ["edge1", "edge2"]
+
+
+# --- bookings without an outcome (advisor mode: a client that never reports) -----------------
+def test_an_overdue_booking_is_dropped_for_prediction_and_capacity(cluster, clock):
+    cluster.register(edge(queue_capacity=1))  # c_max 2: one booking leaves room for one more
+    s = service("lost", deadline_s=5.0)
+    p = cluster.predict(s, "edge1")
+    cluster.on_assign(s, p)
+    finish_s = p.total_s
+    # Kept until deadline_s + heartbeat_timeout_s (5 + 5 s) past its predicted finish ...
+    clock.now_s = finish_s + 10.0
+    assert cluster.predict(service("b"), "edge1").compute_headroom == pytest.approx(0.0)
+    assert len(cluster.node("edge1").inflight) == 1 and cluster.abandoned == 0
+    # ... then dropped: no queueing behind it, the full capacity back, counted as abandoned.
+    clock.now_s = finish_s + 10.001
+    free = cluster.predict(service("b"), "edge1")
+    assert free.compute_headroom == pytest.approx(0.5) and free.queueing_s == 0.0
+    node = cluster.node("edge1")
+    assert node.inflight == {} and node.finishes_s == [] and node.upload_ends_s == []
+    assert cluster.abandoned == 1
+
+
+def test_booking_ttl_s_overrides_the_default_margin(clock):
+    cluster = Cluster(clock, booking_ttl_s=0.5)
+    cluster.register(edge())
+    s = service("lost", deadline_s=5.0)
+    p = cluster.predict(s, "edge1")
+    cluster.on_assign(s, p)
+    clock.now_s = p.total_s + 0.6
+    assert [n.node_id for n in cluster.candidates()] == ["edge1"]
+    assert cluster.node("edge1").inflight == {} and cluster.abandoned == 1
+    with pytest.raises(ValueError, match=r"booking_ttl_s must be >= 0 or None \(got -1"):
+        Cluster(clock, booking_ttl_s=-1.0)
+    forever = Cluster(clock, booking_ttl_s=math.inf)
+    forever.register(edge())
+    forever.on_assign(s, forever.predict(s, "edge1"))
+    clock.now_s = 1e9
+    forever.expire()  # the node is dead now: its booking goes, but not for its age
+    assert forever.abandoned == 1
+
+
+def test_a_reported_booking_is_never_abandoned(cluster, clock):
+    cluster.register(edge())
+    s = service("a")
+    p = cluster.predict(s, "edge1")
+    cluster.on_assign(s, p)
+    cluster.on_complete(Outcome("a", "edge1", Status.MET, 5.0, 1.0))
+    clock.now_s = 100.0
+    cluster.heartbeat("edge1")
+    cluster.expire()
+    assert cluster.predict(s, "edge1").queueing_s == 0.0 and cluster.abandoned == 0
+
+
+def test_expire_drops_the_bookings_of_a_dead_node(cluster, clock):
+    cluster.register(edge(slots=2))
+    cluster.register(edge("edge2"))
+    for sid in ("a", "b"):
+        cluster.on_assign(service(sid), cluster.predict(service(sid), "edge1"))
+    cluster.on_assign(service("c"), cluster.predict(service("c"), "edge2"))
+    clock.now_s = 4.0
+    cluster.heartbeat("edge2")
+    clock.now_s = 6.0  # edge1 silent for 6 s > 5 s
+    assert cluster.expire() == ["edge1"]
+    assert cluster.node("edge1").inflight == {} and cluster.node("edge1").finishes_s == []
+    assert list(cluster.node("edge2").inflight) == ["c"]
+    assert cluster.abandoned == 2
+    # A late outcome of a dropped booking counts once, as that outcome.
+    cluster.on_complete(Outcome("a", "edge1", Status.FAILED, 5.0, 6.0))
+    assert cluster.abandoned == 1
+
+
+def test_unassign_undoes_an_assignment(cluster):
+    cluster.register(edge())
+    s = service("a")
+    cluster.on_assign(s, cluster.predict(s, "edge1"))
+    assert cluster.unassign("a", "edge1") is True
+    node = cluster.node("edge1")
+    assert node.inflight == {} and node.finishes_s == [] and node.assigned == 0
+    assert cluster.unassign("a", "edge1") is False and node.assigned == 0
+    assert cluster.abandoned == 0

@@ -106,6 +106,8 @@ def test_serve_answers_health_and_schedule_then_stops_on_sigterm(cli, tmp_path):
     (("--policy", "cs-ucb", "--policy-params", "[1]"), "--policy-params must be a JSON object"),
     (("--policy", "cs-ucb", "--policy-params", '{"no_such_knob": 1}'), "no_such_knob"),
     (("--policy", "cs-ucb", "--heartbeat-timeout-s", "-1"), "heartbeat_timeout_s"),
+    (("--policy", "cs-ucb", "--booking-ttl-s", "-2"),
+     "booking_ttl_s must be >= 0 or None (got -2.0)"),
 ])
 def test_bad_arguments_exit_non_zero_with_one_error_line(args, needle):
     done = run_cli(*args)

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from perllm.v1 import common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2
 from perllm.v1 import scheduler_pb2_grpc
+from scheduler import convert
 from scheduler.cluster import Cluster
 from scheduler.outcome import Outcome, Status
 from scheduler.policies.base import (POLICIES, ArmStat, Decision, NoNodeError, Policy,
@@ -424,6 +425,12 @@ class FakeNode(inference_pb2_grpc.InferenceServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.node_id} is shutting down")
         if self.mode == "full":
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full (64 of 64)")
+        if self.mode == "garbage":  # a misbehaving node: impossible numbers in its result
+            yield inference_pb2.GenerateResponse(result=inference_pb2.GenerateResult(
+                tokens_in=-3, tokens_out=-1, received_unix_s=float("inf"),
+                queueing_s=-0.5, inference_s=float("nan"), node_id=self.node_id,
+                energy=common_pb2.EnergyBreakdown(inference_j=-4.0, idle_j=float("inf"))))
+            return
         for i in range(self.tokens):
             yield inference_pb2.GenerateResponse(
                 chunk=inference_pb2.TokenChunk(text=f"t{i} ", token_ids=[i]))
@@ -623,3 +630,150 @@ def test_an_infinite_constraint_f_echoed_back_is_accepted_as_the_bound(srv):
         outcome=outcome_pb("edge1", constraint_f=float("nan"))))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "outcome.constraint_f" in details
     assert srv.servicer.counters["met"] == 1
+
+
+# --- API hardening: idempotent outcomes, status checks, serving default, abandoned bookings ---
+def stats_of(stub) -> scheduler_pb2.GetStatsResponse:
+    return stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S)
+
+
+def test_a_repeated_report_outcome_returns_the_same_reward_and_changes_nothing(srv):
+    register(srv.stub, "edge1")
+    srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("s1")),
+                      timeout=RPC_TIMEOUT_S)
+    first = srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1")), timeout=RPC_TIMEOUT_S)
+    # A retry after a lost response, and one that even says something else: both answered
+    # from the first report.
+    again = srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1")), timeout=RPC_TIMEOUT_S)
+    other = srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
+        "edge1", status=common_pb2.OUTCOME_STATUS_FAILED)), timeout=RPC_TIMEOUT_S)
+    assert first.reward == again.reward == other.reward == 1.0
+    stats = stats_of(srv.stub)
+    assert (stats.met, stats.missed, stats.failed) == (1, 0, 0)
+    assert srv.servicer.policy.plays == {"chat/edge1": 1}
+
+
+def test_the_memory_of_reported_ids_is_bounded(start):
+    srv = start(reported_ids_memory=2)
+    register(srv.stub, "edge1")
+    for sid in ("s1", "s2", "s3", "s1"):  # s1 fell out of the memory of two
+        srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(
+            outcome=outcome_pb("edge1", service_id=sid)), timeout=RPC_TIMEOUT_S)
+    assert stats_of(srv.stub).met == 4
+    with pytest.raises(ValueError, match=r"reported_ids_memory must be > 0 \(got 0\)"):
+        create_server(ServerConfig(policy=TEST_POLICY, reported_ids_memory=0))
+
+
+@pytest.mark.parametrize("status, total_s, needle", [
+    (common_pb2.OUTCOME_STATUS_MET, 10.5,
+     "outcome.status MET needs outcome.total_s <= outcome.deadline_s "
+     "(got total_s=10.5, deadline_s=10.0)"),
+    (common_pb2.OUTCOME_STATUS_MISSED, 10.0,
+     "outcome.status MISSED needs outcome.total_s > outcome.deadline_s "
+     "(got total_s=10.0, deadline_s=10.0)"),
+])
+def test_a_status_the_times_contradict_is_invalid_argument(srv, status, total_s, needle):
+    register(srv.stub, "edge1")
+    code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1", status=status, total_s=total_s)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == needle
+    # FAILED says nothing about the times: any total_s goes.
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
+        "edge1", status=common_pb2.OUTCOME_STATUS_FAILED, total_s=total_s)),
+        timeout=RPC_TIMEOUT_S)
+    stats = stats_of(srv.stub)
+    assert (stats.met, stats.missed, stats.failed) == (0, 0, 1)
+
+
+def test_a_heartbeat_without_serving_counts_as_serving(srv):
+    register(srv.stub, "edge1")
+    srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id="edge1", serving=False),
+                       timeout=RPC_TIMEOUT_S)
+    assert not stats_of(srv.stub).nodes[0].alive  # an explicit false still excludes it
+    # A client that never heard of the field (another language, issue 2's field list).
+    srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id="edge1", queue_length=1),
+                       timeout=RPC_TIMEOUT_S)
+    assert stats_of(srv.stub).nodes[0].alive
+    reply = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb()),
+                              timeout=RPC_TIMEOUT_S)
+    assert reply.node_id == "edge1"
+
+
+def test_a_booking_never_reported_is_dropped_and_counted_abandoned(start):
+    clock = FakeClock()
+    srv = start(clock=clock, heartbeat_timeout_s=3.0)
+    register(srv.stub, "edge1", "edge2")
+    reply = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("lost")),
+                              timeout=RPC_TIMEOUT_S)
+    assert reply.node_id == "edge1"
+    # The client crashed. Past its predicted finish + deadline_s (10) + timeout (3) ...
+    clock.now_s += reply.predicted_total_s + 13.5
+    for node_id in ("edge1", "edge2"):
+        srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id=node_id),
+                           timeout=RPC_TIMEOUT_S)
+    stats = stats_of(srv.stub)
+    assert stats.abandoned == 1 and (stats.met, stats.missed, stats.failed) == (0, 0, 0)
+    assert srv.servicer.cluster.nodes["edge1"].inflight == {}
+    # ... so edge1 is free again for the fewest-in-flight policy.
+    assert srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("s2")),
+                             timeout=RPC_TIMEOUT_S).node_id == "edge1"
+    # Its outcome after all: counted once, as the outcome.
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
+        "edge1", service_id="lost")), timeout=RPC_TIMEOUT_S)
+    stats = stats_of(srv.stub)
+    assert stats.abandoned == 0 and stats.met == 1
+
+
+def test_the_bookings_of_a_dead_node_are_abandoned(start):
+    clock = FakeClock()
+    srv = start(clock=clock, heartbeat_timeout_s=3.0)
+    register(srv.stub, "edge1", "edge2")
+    services = [service_pb(f"s{i}") for i in range(4)]
+    srv.stub.ScheduleBatch(scheduler_pb2.ScheduleBatchRequest(services=services),
+                           timeout=RPC_TIMEOUT_S)
+    clock.now_s += 4.0
+    srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id="edge2"), timeout=RPC_TIMEOUT_S)
+    stats = stats_of(srv.stub)
+    assert stats.abandoned == 2  # edge1's two; edge2 is alive and keeps its two
+    assert len(srv.servicer.cluster.nodes["edge2"].inflight) == 2
+
+
+def test_submit_finding_no_node_counts_as_failed(start):
+    clock = FakeClock()
+    srv = start(clock=clock, heartbeat_timeout_s=3.0)
+    code, _ = code_of(lambda r, timeout: list(srv.stub.Submit(r, timeout=timeout)),
+                      scheduler_pb2.SubmitRequest(service=service_pb("g1")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    register(srv.stub, "edge1")
+    clock.now_s += 4.0  # registered but silent: no candidate either
+    code, details = code_of(lambda r, timeout: list(srv.stub.Submit(r, timeout=timeout)),
+                            scheduler_pb2.SubmitRequest(service=service_pb("g2")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "alive" in details
+    stats = stats_of(srv.stub)
+    assert (stats.met, stats.missed, stats.failed, stats.abandoned) == (0, 0, 2, 0)
+
+
+def test_submit_outcomes_pass_report_outcomes_checks(srv, fake_nodes):
+    good, bad = FakeNode("edge1"), FakeNode("edge2", mode="garbage")
+    register_fakes(srv.stub, [good, bad], fake_nodes(good, bad))
+    holding = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("x")),
+                                timeout=RPC_TIMEOUT_S)
+    assert holding.node_id == "edge1"  # edge1 is busier now: the Submit goes to edge2
+    out = submit(srv.stub, service_pb("g1"))[-1].outcome
+    assert out.node_id == "edge2"
+    checked = convert.outcome_from_proto(out)  # raises ValueError naming a bad field
+    assert (checked.queueing_s, checked.inference_s, checked.transmission_s) == (0.0, 0.0, 0.0)
+    assert (checked.tokens_in, checked.tokens_out) == (0, 0)
+    assert (checked.energy.inference_j, checked.energy.idle_j) == (0.0, 0.0)
+    assert checked.status is Outcome.status_for(checked.total_s, checked.deadline_s)
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
+        "edge1", service_id="x")), timeout=RPC_TIMEOUT_S)
+    normal = submit(srv.stub, service_pb("g2"))[-1].outcome
+    assert normal.node_id == "edge1" and normal.status == common_pb2.OUTCOME_STATUS_MET
+    convert.outcome_from_proto(normal)
+    # The Submit's outcome is recorded: the client reporting it again changes nothing.
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=out),
+                           timeout=RPC_TIMEOUT_S)
+    assert stats_of(srv.stub).met == 3  # g1, x, g2
