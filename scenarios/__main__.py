@@ -9,6 +9,8 @@ from pathlib import Path
 
 from scenarios.spec import SpecError, available, load_spec
 
+TINY_MODELS = {"llama-cpp": "models/tiny.gguf", "transformers": "models/tiny-hf"}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenarios", description=__doc__)
@@ -31,9 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = {"seed": args.seed, "workload.requests": args.requests, "mode": args.mode,
                  "policies": args.policies.split(",") if args.policies else None}
+    model = args.model
+    if args.backend and not model:  # the backend's own tiny model unless one is given
+        model = TINY_MODELS[args.backend]
     for group in ("edge", "cloud"):
         overrides[f"nodes.{group}.backend"] = args.backend
-        overrides[f"nodes.{group}.model"] = args.model
+        overrides[f"nodes.{group}.model"] = model
     try:
         spec = load_spec(args.name, **overrides)
     except SpecError as exc:
