@@ -18,21 +18,16 @@ from simulator.cells import FLUCTUATING, Cell, cell_spec
 from simulator.runner import simulate
 
 RPC_TIMEOUT_S = 10.0
-# Not the oracle: the simulator gives it a cluster that keeps the true rates
-# (learn_rates=False, as baselines.Oracle asks of its caller), the gRPC server a learning one.
+# Both front ends give the oracle a cluster that keeps the registered (true) rates.
 POLICIES = ["cs-ucb", "cloud-only", "edge-only", "edge-cloud", "round-robin", "random",
-            "least-loaded"]
+            "least-loaded", "oracle"]
 
 
 def _world():
     # The 4-bit edges: fast enough that CS-UCB finds edges feasible (fp32 edges never are).
     spec = cell_spec(load_spec("paper-q4", **{"workload.requests": 150}),
                      Cell("xeon-4214r/llama2-7b-q4", FLUCTUATING))
-    # RegisterNodeRequest carries no concurrency slow-down, so the gRPC cluster would predict
-    # without it; give both worlds nodes without one to compare like with like.
-    setups = [dataclasses.replace(s, model=dataclasses.replace(s.model, concurrency_slowdown=0.0))
-              for s in world.node_setups(spec)]
-    return spec, setups
+    return spec, world.node_setups(spec)
 
 
 def _register(stub, setup) -> None:
@@ -43,7 +38,8 @@ def _register(stub, setup) -> None:
         link_rate_mbit=setup.link_rate_mbit, profile=setup.profile,
         idle_power_w=m.idle_power_w, max_power_w=m.max_power_w, prefill_tok_s=m.prefill_tok_s,
         decode_tok_s=m.decode_tok_s, queue_capacity=setup.queue_capacity,
-        transmission_j_per_bit=setup.j_per_bit), timeout=RPC_TIMEOUT_S)
+        transmission_j_per_bit=setup.j_per_bit,
+        concurrency_slowdown=m.concurrency_slowdown), timeout=RPC_TIMEOUT_S)
 
 
 def _service_pb(service) -> common_pb2.Service:
