@@ -4,7 +4,6 @@ through SchedulerService in-process gives the same decisions, service by service
 
 from __future__ import annotations
 
-import dataclasses
 
 import grpc
 import pytest
