@@ -196,8 +196,10 @@ class Backend(ABC):
         """Most tokens (prompt plus generated) one request may hold."""
 
     @abstractmethod
-    def _steps(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
-        """Yield sampled token ids forever (the caller stops it)."""
+    def _start(self, ids: list[int], params: GenerationParams
+               ) -> tuple[Iterator[int], Callable[[], None]]:
+        """Begin a generation: an iterator of sampled token ids (forever; the caller stops
+        it) and a release function called once the generation ends."""
 
     @abstractmethod
     def _detokenizer(self) -> IncrementalDetokenizer:
@@ -222,10 +224,6 @@ class Backend(ABC):
                 f"<= context_length {self.context_length} - prompt tokens {len(ids)}")
         steps, release = self._start(ids, params)
         return Generation(steps, len(ids), params, self._detokenizer(), self.eos_ids(), release)
-
-    def _start(self, ids: list[int], params: GenerationParams
-               ) -> tuple[Iterator[int], Callable[[], None]]:
-        return self._steps(ids, params), lambda: None
 
     def close(self) -> None:
         """Release the model."""

@@ -65,9 +65,6 @@ class LlamaCppBackend(Backend):
         llm = self._pool.get()
         return self._run(llm, ids, params), lambda: self._pool.put(llm)
 
-    def _steps(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
-        raise NotImplementedError("llama.cpp generations run through _start")
-
     def _run(self, llm, ids: list[int], params: GenerationParams) -> Iterator[int]:
         from llama_cpp import _internals
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokenizer,
                                  ModelLoadError)
@@ -78,6 +78,10 @@ class TransformersBackend(Backend):
                                   clean_up_tokenization_spaces=False)
 
         return IncrementalDetokenizer(decode)
+
+    def _start(self, ids: list[int], params: GenerationParams
+               ) -> tuple[Iterator[int], Callable[[], None]]:
+        return self._steps(ids, params), lambda: None  # one shared model: nothing to release
 
     def _steps(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
         torch = self._torch
