@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from scenarios.results import ratios
+from scenarios.results import SUMMARY_COLUMNS, ratios
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Distribution names; read from package metadata, so nothing heavy (torch) is imported.
@@ -48,17 +48,11 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def summary_table(summary: dict[str, dict[str, Any]]) -> str:
-    """The per-policy results as a Markdown table."""
-    lines = ["| policy | success | met / missed / failed | mean s | p95 s | throughput tok/s "
-             "| E transmission J | E inference J | E idle J | E total J |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for policy, s in summary.items():
-        e = s["energy_j"]
-        lines.append(
-            f"| {policy} | {100 * s['success_rate']:.1f}% | {s['met']} / {s['missed']} / "
-            f"{s['failed']} | {_num(s['mean_total_s'], '.2f')} | {_num(s['p95_total_s'], '.2f')} "
-            f"| {s['throughput_tok_s']:.2f} | {e['transmission']:.1f} | {e['inference']:.1f} "
-            f"| {e['idle']:.1f} | {e['total']:.1f} |")
+    """The per-policy results as a Markdown table (columns: results.SUMMARY_COLUMNS)."""
+    lines = ["| " + " | ".join(c.header for c in SUMMARY_COLUMNS) + " |",
+             "|" + "|".join("---" if c.left else "---:" for c in SUMMARY_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(c.cell(policy, s, missing="–") for c in SUMMARY_COLUMNS) + " |"
+              for policy, s in summary.items()]
     return "\n".join(lines)
 
 

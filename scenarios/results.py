@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -329,20 +329,54 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / SUMMARY_JSON).read_text())
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the per-policy results table, shared by report.md and the terminal."""
+
+    header: str  # report.md's heading
+    short: str  # the terminal's heading
+    width: int  # the terminal's width in characters
+    get: Callable[[str, dict[str, Any]], Any]  # (policy, its summary) -> value; None: no value
+    fmt: str = "{}"  # str.format template for a value
+    left: bool = False  # left-aligned (the policy name); numbers are right-aligned
+
+    def cell(self, policy: str, stats: dict[str, Any], missing: str = "-") -> str:
+        value = self.get(policy, stats)
+        return missing if value is None else self.fmt.format(value)
+
+
+def _energy(part: str) -> Callable[[str, dict[str, Any]], float]:
+    return lambda _policy, s: s["energy_j"][part]
+
+
+OUTCOMES_COLUMN = Column("met / missed / failed", "met/miss/fail", 16,
+                         lambda _p, s: (s["met"], s["missed"], s["failed"]),
+                         "{0[0]} / {0[1]} / {0[2]}")
+# report.md's order; the terminal keeps the outcome counts last (TERMINAL_COLUMNS).
+SUMMARY_COLUMNS = (
+    Column("policy", "policy", 14, lambda policy, _s: policy, left=True),
+    Column("success", "success", 9, lambda _p, s: 100 * s["success_rate"], "{:.1f}%"),
+    OUTCOMES_COLUMN,
+    Column("mean s", "mean s", 9, lambda _p, s: s["mean_total_s"], "{:.2f}"),
+    Column("p95 s", "p95 s", 9, lambda _p, s: s["p95_total_s"], "{:.2f}"),
+    Column("throughput tok/s", "tok/s", 9, lambda _p, s: s["throughput_tok_s"], "{:.2f}"),
+    Column("E transmission J", "E_tx J", 11, _energy("transmission"), "{:.1f}"),
+    Column("E inference J", "E_inf J", 11, _energy("inference"), "{:.1f}"),
+    Column("E idle J", "E_idle J", 11, _energy("idle"), "{:.1f}"),
+    Column("E total J", "E_total J", 11, _energy("total"), "{:.1f}"),
+)
+TERMINAL_COLUMNS = tuple(c for c in SUMMARY_COLUMNS if c is not OUTCOMES_COLUMN) + (
+    OUTCOMES_COLUMN,)
 
 
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
-    """A fixed-width comparison table for the terminal."""
-    head = (f"{'policy':<14}{'success':>9}{'mean s':>9}{'p95 s':>9}{'tok/s':>9}"
-            f"{'E_tx J':>11}{'E_inf J':>11}{'E_idle J':>11}{'E_total J':>11}{'failed':>8}")
+    """A fixed-width comparison table for the terminal (columns: TERMINAL_COLUMNS)."""
+
+    def line(cells: Iterable[str]) -> str:
+        return "".join(f"{text:<{c.width}}" if c.left else f"{text:>{c.width}}"
+                       for c, text in zip(TERMINAL_COLUMNS, cells))
+
+    head = line(c.short for c in TERMINAL_COLUMNS)
     lines = [head, "-" * len(head)]
-    for policy, s in summary.items():
-        e = s["energy_j"]
-        lines.append(
-            f"{policy:<14}{100 * s['success_rate']:>8.1f}%{_fmt(s['mean_total_s'], '.2f'):>9}"
-            f"{_fmt(s['p95_total_s'], '.2f'):>9}{s['throughput_tok_s']:>9.1f}"
-            f"{e['transmission']:>11.1f}{e['inference']:>11.1f}{e['idle']:>11.1f}"
-            f"{e['total']:>11.1f}{s['failed']:>8d}")
+    lines += [line(c.cell(policy, s) for c in TERMINAL_COLUMNS) for policy, s in summary.items()]
     return "\n".join(lines)

@@ -173,6 +173,20 @@ def test_format_table_has_a_line_per_policy():
     assert len({len(line) for line in lines}) == 1  # fixed width
 
 
+
+def test_terminal_and_report_tables_show_the_same_cells():
+    from scenarios.report import summary_table
+
+    _, _, _, s = _two_policy_run()
+    terminal = format_table(s).splitlines()[2:]
+    report = summary_table(s).splitlines()[2:]
+    assert "1 / 0 / 1" in terminal[1] and "| 1 / 0 / 1 |" in report[1]
+    for term_line, md_line in zip(terminal, report, strict=True):
+        md_cells = [c.strip() for c in md_line.strip("|").split("|")]
+        # The same cells, the terminal's outcome counts moved last, "-" for a missing value.
+        assert sorted(term_line.replace(" / ", "/").split()) == sorted(
+            c.replace(" / ", "/").replace("–", "-") for c in md_cells)
+
 def _two_policy_run():
     requests = [_row("cs-ucb", "s1", arrival_s=0.0, node="edge1"),
                 _row("cs-ucb", "s2", arrival_s=1.5, node="cloud", status="missed", total_s=7.0),
