@@ -27,7 +27,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 from nodes.profile import PROFILES_DIR, HardwareProfile, profile_to_yaml
 
@@ -143,13 +143,19 @@ MODELS: dict[str, ModelConfig] = {m.name: m for m in (
 )}
 
 
+_T = TypeVar("_T")
+
+
+def _known(family: str, table: Mapping[str, _T], name: str, also: Sequence[str] = ()) -> _T:
+    """table[name], or a ValueError naming the value and every accepted name (table's, then also)."""
+    if name not in table:
+        raise ValueError(f"unknown {family} {name!r}; accepted: {', '.join([*table, *also])}")
+    return table[name]
+
+
 def model_config(name: str) -> ModelConfig:
     """A known model config by name ('llama2-7b', ..., 'tiny')."""
-    if name == "tiny":
-        return _tiny_config()
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; accepted: {', '.join([*MODELS, 'tiny'])}")
-    return MODELS[name]
+    return _tiny_config() if name == "tiny" else _known("model", MODELS, name, also=["tiny"])
 
 
 @dataclass(frozen=True)
@@ -268,9 +274,7 @@ HARDWARE: dict[str, HardwareSpec] = {h.name: h for h in (
 
 def hardware_spec(name: str) -> HardwareSpec:
     """A known hardware spec by name ('xeon-4214r', 'a100-40gb')."""
-    if name not in HARDWARE:
-        raise ValueError(f"unknown hardware {name!r}; accepted: {', '.join(HARDWARE)}")
-    return HARDWARE[name]
+    return _known("hardware", HARDWARE, name)
 
 
 @dataclass(frozen=True)
