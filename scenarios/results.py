@@ -24,7 +24,6 @@ import numpy as np
 import yaml
 
 STATUSES = ("met", "missed", "failed")
-ENERGY_PARTS = ("transmission", "inference", "idle")
 REQUESTS_CSV = "requests.csv"
 NODES_CSV = "nodes.csv"
 LINKS_CSV = "links.csv"

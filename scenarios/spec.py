@@ -15,7 +15,6 @@ from testbed.spec import Strict, TopologySpec
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 BACKENDS = ("llama-cpp", "transformers")
-MODES = ("gateway", "advisor")
 
 
 class NodeGroupSpec(Strict):

@@ -143,9 +143,6 @@ class NodeState:
     def kind(self) -> str:
         return self.info.kind
 
-    def uploads_active(self, now_s: float) -> int:
-        return len(self.upload_ends_s) - bisect_right(self.upload_ends_s, now_s)
-
     def load(self) -> int:
         """Services on the node: our bookings, or what it reported if that is more."""
         return max(len(self.inflight), self.queue_length + self.busy_slots)

@@ -191,11 +191,6 @@ def check_status(outcome: Outcome) -> None:
             f"deadline_s={outcome.deadline_s})")
 
 
-def check_outcome(outcome: Outcome) -> None:
-    """The checks `outcome_from_proto` makes, on an Outcome built elsewhere (the gateway's)."""
-    outcome_from_proto(outcome_to_proto(outcome))
-
-
 def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:
     return common_pb2.Outcome(
         service_id=outcome.service_id, node_id=outcome.node_id,

@@ -256,13 +256,6 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.cluster.on_assign(service, decision.prediction)
         return decision, self.cluster.nodes[decision.node_id].info.address
 
-    def record_outcome(self, outcome: Outcome, update_policy: bool = True) -> float:
-        """Book a measured outcome: release the node, learn (eq. 4), count, save state."""
-        with self._lock:
-            reward, snapshot = self._record_locked(outcome, update_policy)
-        self._write_snapshot(snapshot)
-        return reward
-
     def _record_locked(self, outcome: Outcome, update_policy: bool
                        ) -> tuple[float, tuple[int, bytes] | None]:
         self.cluster.on_complete(outcome)

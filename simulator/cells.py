@@ -9,7 +9,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from scenarios.results import (LinkRow, NodeRow, RequestRow, summarise, write_config,
                                write_rows, write_summary)

@@ -12,7 +12,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FLUCTUATION_PROFILES = ("stable", "uniform", "random-walk", "sine", "trace")
 MIN_RATE_MBIT = 1.0
 MAX_RATE_MBIT = 10_000.0
 
