@@ -118,3 +118,22 @@ def test_ctrl_c_tears_down_and_keeps_partial_results(tmp_path):
     assert not list(Path("/run/perllm-testbed").glob("*.json"))
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     assert "plm-" not in links and "edge1-eth" not in links
+
+
+def test_advisor_mode_with_the_transformers_backend(tmp_path):
+    # Advisor mode: the driver calls Schedule, Generate on the chosen node, ReportOutcome.
+    proc = run_scenario_cli("smoke", tmp_path, "--policies", "cs-ucb", "--requests", "8",
+                            "--mode", "advisor", "--backend", "transformers")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path, "smoke")
+    rows = read_requests(run_dir)
+    assert len({r["service_id"] for r in rows}) == len(rows) == 8
+    finished = [r for r in rows if r["status"] != "failed"]
+    assert finished and all(int(r["tokens_out"]) > 0 for r in finished)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mode"] == "advisor"
+    config = (run_dir / "config.yaml").read_text()
+    assert "backend: transformers" in config and "tiny-hf" in config
+    # The scheduler learned from what the driver reported: its state file counts them.
+    state = json.loads((run_dir / "logs" / "cs-ucb" / "scheduler-state.json").read_text())
+    assert sum(state["counters"].values()) == 8
