@@ -21,6 +21,7 @@ import grpc
 
 from perllm.v1 import (common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2,
                        scheduler_pb2_grpc)
+from scheduler.convert import service_to_proto
 from scheduler.service import Service
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -28,16 +29,6 @@ CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 STATUS_NAMES = {common_pb2.OUTCOME_STATUS_MET: "met", common_pb2.OUTCOME_STATUS_MISSED: "missed",
                 common_pb2.OUTCOME_STATUS_FAILED: "failed"}
-
-
-def service_to_proto(service: Service, attachment: bytes = b"") -> common_pb2.Service:
-    return common_pb2.Service(
-        id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
-        max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
-        service_class=service.service_class, attachment=attachment,
-        prompt_tokens=service.prompt_tokens,
-        sampling=common_pb2.SamplingParams(temperature=service.temperature, top_k=service.top_k,
-                                           seed=service.seed))
 
 
 def outcome_record(service: Service, arrival_s: float, outcome: common_pb2.Outcome) -> dict:

@@ -61,6 +61,17 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     return service
 
 
+def service_to_proto(service: Service, attachment: bytes = b"") -> common_pb2.Service:
+    """The wire form of a Service (the inverse of service_from_proto), for clients."""
+    return common_pb2.Service(
+        id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
+        max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
+        service_class=service.service_class, attachment=attachment,
+        prompt_tokens=service.prompt_tokens,
+        sampling=common_pb2.SamplingParams(temperature=service.temperature, top_k=service.top_k,
+                                           seed=service.seed))
+
+
 # --- nodes -----------------------------------------------------------------------------------
 def node_info_from_proto(pb: scheduler_pb2.RegisterNodeRequest) -> NodeInfo:
     """A validated NodeInfo from RegisterNode (ValueError names the bad field)."""

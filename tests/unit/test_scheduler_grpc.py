@@ -777,3 +777,13 @@ def test_submit_outcomes_pass_report_outcomes_checks(srv, fake_nodes):
     srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=out),
                            timeout=RPC_TIMEOUT_S)
     assert stats_of(srv.stub).met == 3  # g1, x, g2
+
+
+def test_service_to_proto_round_trips_through_service_from_proto():
+    from scheduler import convert
+    from scheduler.service import Service
+
+    service = Service(id="s1", prompt="hello", input_bytes=2_000_000, max_new_tokens=8,
+                      deadline_s=3.5, service_class="photo", temperature=0.0, top_k=0,
+                      seed=7, prompt_tokens=64)
+    assert convert.service_from_proto(convert.service_to_proto(service)) == service

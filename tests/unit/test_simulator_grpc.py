@@ -41,15 +41,6 @@ def _register(stub, setup) -> None:
         concurrency_slowdown=m.concurrency_slowdown), timeout=RPC_TIMEOUT_S)
 
 
-def _service_pb(service) -> common_pb2.Service:
-    return common_pb2.Service(
-        id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
-        max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
-        service_class=service.service_class, prompt_tokens=service.prompt_tokens,
-        sampling=common_pb2.SamplingParams(temperature=service.temperature,
-                                           top_k=service.top_k, seed=service.seed))
-
-
 @pytest.mark.parametrize("policy", POLICIES)
 def test_the_gRPC_scheduler_makes_the_simulators_decisions(policy):
     spec, setups = _world()
@@ -76,7 +67,7 @@ def test_the_gRPC_scheduler_makes_the_simulators_decisions(policy):
                 if kind == "decide":
                     service = event[2]
                     response = stub.Schedule(scheduler_pb2.ScheduleRequest(
-                        service=_service_pb(service)), timeout=RPC_TIMEOUT_S)
+                        service=convert.service_to_proto(service)), timeout=RPC_TIMEOUT_S)
                     replayed.append((service.id, response.node_id))
                 elif kind == "heartbeat":
                     node_id, queue_length, busy = event[2:]
