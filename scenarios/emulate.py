@@ -8,6 +8,7 @@ marked incomplete).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summarise, write_config,
-                               write_rows, write_summary)
+from scenarios.results import (LinkRow, NodeRow, RequestRow, columns, new_run_dir, summarise,
+                               write_config, write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
 from scenarios.workload import generate
 from scenarios.workload_file import save_workload
@@ -93,7 +94,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
     policy_dir.mkdir(parents=True, exist_ok=True)
     result = result if result is not None else PolicyRun()
     env = child_env()
-    with Testbed(spec.topology, seed=spec.seed, run_dir=policy_dir) as tb:
+    with contextlib.ExitStack() as logs, \
+            Testbed(spec.topology, seed=spec.seed, run_dir=policy_dir) as tb:
         hosts = spec.topology.link_names()
         user_ip = tb.ip("user")
         sched_log = policy_dir / "scheduler.log"
@@ -109,15 +111,15 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         if spec.scheduler.bandwidth_source != "nominal":
             sched_argv += ["--bandwidth-feed", str(tb.bandwidth_feed_path)]
         scheduler = tb.popen("user", sched_argv, env=env, stdout=subprocess.PIPE,
-                             stderr=sched_log.open("w"), text=True)
+                             stderr=logs.enter_context(sched_log.open("w")), text=True)
         wait_ready(scheduler, "scheduler", sched_log)
 
         node_procs: dict[str, subprocess.Popen] = {}
         for name in hosts:
             log = policy_dir / f"node-{name}.log"
             node_procs[name] = tb.popen(name, _node_argv(spec, name, user_ip, tb.ip(name)),
-                                        env=env, stdout=subprocess.PIPE, stderr=log.open("w"),
-                                        text=True)
+                                        env=env, stdout=subprocess.PIPE,
+                                        stderr=logs.enter_context(log.open("w")), text=True)
         for name, proc in node_procs.items():
             wait_ready(proc, f"node {name}", policy_dir / f"node-{name}.log")
 
@@ -130,9 +132,9 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                                    "--nodes", nodes_arg, "--wait-nodes", str(len(hosts)),
                                    "--give-up-s", str(spec.workload.give_up_s),
                                    "--max-concurrency", "1024"],
-                          env=env, stdout=subprocess.PIPE, stderr=driver_log.open("w"), text=True)
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=logs.enter_context(driver_log.open("w")), text=True)
         faults = FaultInjector(spec, tb, node_procs)
-        seen: set[str] = set()
         trace_t0_s = tb.elapsed_s()
         node_totals: dict[str, dict] = {}
         for line in driver.stdout:  # type: ignore[union-attr]
@@ -145,7 +147,6 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                 tb.start_fluctuation()
                 faults.start()
             elif kind == "outcome":
-                seen.add(record["service_id"])
                 result.requests.append(_request_row(policy, record))
                 on_outcome()
             elif kind == "node":
@@ -163,12 +164,12 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
     result.nodes = [_node_row(policy, name, totals) for name, totals in node_totals.items()]
     if not result.complete:
         # The driver died: nothing may be lost, so every service without an outcome fails.
-        tail = driver_log.read_text()[-500:] if driver_log.exists() else ""
-        missing = n_requests - len(seen)
-        if missing:
-            result.requests += _missing_rows(policy, workload_path, seen,
-                                             f"driver exited with code {driver.returncode}: "
-                                             f"{tail.strip().splitlines()[-1:] or ''}")
+        tail = driver_log.read_text().strip().splitlines() if driver_log.exists() else []
+        seen = {r.service_id for r in result.requests}
+        if len(seen) < n_requests:
+            result.requests += _missing_rows(
+                policy, workload_path, seen, f"driver exited with code {driver.returncode}"
+                + (f": {tail[-1]}" if tail else ""))
     ids = [r.service_id for r in result.requests]
     if len(ids) != n_requests or len(set(ids)) != n_requests:
         raise RunError(f"{policy}: {len(set(ids))} distinct outcomes ({len(ids)} rows) for "
@@ -177,16 +178,11 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
 
 
 def _request_row(policy: str, record: dict) -> RequestRow:
+    # The driver's record carries every column but the policy and the total.
+    fields = {name: record[name] for name in columns(RequestRow)
+              if name not in ("policy", "total_j")}
     total_j = record["transmission_j"] + record["inference_j"] + record["idle_j"]
-    return RequestRow(
-        policy=policy, service_id=record["service_id"], service_class=record["service_class"],
-        node_id=record["node_id"], arrival_s=record["arrival_s"],
-        input_bytes=record["input_bytes"], tokens_in=record["tokens_in"],
-        tokens_out=record["tokens_out"], transmission_s=record["transmission_s"],
-        queueing_s=record["queueing_s"], inference_s=record["inference_s"],
-        total_s=record["total_s"], deadline_s=record["deadline_s"], status=record["status"],
-        transmission_j=record["transmission_j"], inference_j=record["inference_j"],
-        idle_j=record["idle_j"], total_j=total_j, error=record["error"])
+    return RequestRow(policy=policy, total_j=total_j, **fields)
 
 
 def _attribute_transmission(requests: list[RequestRow], counters: dict) -> None:
