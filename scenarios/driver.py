@@ -21,14 +21,12 @@ import grpc
 
 from perllm.v1 import (common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2,
                        scheduler_pb2_grpc)
-from scheduler.convert import service_to_proto
+from scheduler.convert import service_to_proto, status_from_proto
 from scheduler.service import Service
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-STATUS_NAMES = {common_pb2.OUTCOME_STATUS_MET: "met", common_pb2.OUTCOME_STATUS_MISSED: "missed",
-                common_pb2.OUTCOME_STATUS_FAILED: "failed"}
 
 
 def outcome_record(service: Service, arrival_s: float, outcome: common_pb2.Outcome) -> dict:
@@ -40,7 +38,7 @@ def outcome_record(service: Service, arrival_s: float, outcome: common_pb2.Outco
         "transmission_s": outcome.transmission_s, "queueing_s": outcome.queueing_s,
         "inference_s": outcome.inference_s, "total_s": outcome.total_s,
         "deadline_s": service.deadline_s,
-        "status": STATUS_NAMES.get(outcome.status, "failed"),
+        "status": status_from_proto(outcome.status).value,
         "transmission_j": energy.transmission_j, "inference_j": energy.inference_j,
         "idle_j": energy.idle_j, "error": outcome.error, "attempts": outcome.attempts,
     }
