@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from perllm.v1 import common_pb2, scheduler_pb2
+from perllm.v1 import common_pb2, inference_pb2, scheduler_pb2
 from scheduler.cluster import CLOUD, EDGE, NodeInfo, NodeState
-from scheduler.outcome import Energy, Outcome, Status
+from scheduler.outcome import Energy, Outcome, Status, completed_outcome
 from scheduler.policies.base import ArmStat, Decision
 from scheduler.service import Service
 
@@ -218,3 +218,48 @@ def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:
         tokens_out=outcome.tokens_out, input_bytes=outcome.input_bytes,
         energy=energy_to_proto(outcome.energy), error=outcome.error,
         attempts=outcome.attempts, constraint_f=outcome.constraint_f)
+
+
+# --- one inference call: the request a node gets and the outcome its result makes --------------
+def generate_request(service: Service, attachment: bytes, sent_unix_s: float
+                     ) -> inference_pb2.GenerateRequest:
+    """What the gateway and the advisor-mode driver send a node for one service."""
+    return inference_pb2.GenerateRequest(
+        request_id=service.id, prompt=service.prompt, max_new_tokens=service.max_new_tokens,
+        sampling=common_pb2.SamplingParams(temperature=service.temperature,
+                                           top_k=service.top_k, seed=service.seed),
+        attachment=attachment,
+        # The node paces prefill for what the scheduler and the simulator assume the service
+        # prefills (Service.estimated_prompt_tokens).
+        prompt_tokens=service.estimated_prompt_tokens, sent_unix_s=sent_unix_s)
+
+
+def outcome_from_result(service: Service, node_id: str, result: inference_pb2.GenerateResult,
+                        *, sent_unix_s: float, total_s: float, transmission_j: float,
+                        attempts: int = 1, constraint_f: float = 0.0) -> Outcome:
+    """The outcome of a node's GenerateResult, as its caller measured it.
+
+    Mininet hosts share one clock, so the node's arrival time minus the send time is the
+    upload over the shaped link. total_s is what the user waited (call start to last token).
+    The node's energy passes ReportOutcome's checks: a negative or non-finite part (a
+    misbehaving node) is taken as unknown (0) rather than learned. transmission_j is the
+    caller's model (bytes x J/bit); the emulated runner attributes interface counters later.
+    """
+    node_energy = energy_from_proto(result.energy)
+    energy = Energy(
+        transmission_j=transmission_j,
+        inference_j=_energy_j(node_energy.inference_j), idle_j=_energy_j(node_energy.idle_j),
+        transmission_method="modelled",
+        inference_method=node_energy.inference_method or "modelled",
+        idle_method=node_energy.idle_method or "modelled")
+    transmission_s = (result.received_unix_s - sent_unix_s) if result.received_unix_s > 0 \
+        else 0.0
+    return completed_outcome(
+        service, node_id, total_s=total_s, transmission_s=transmission_s,
+        queueing_s=result.queueing_s, inference_s=result.inference_s,
+        tokens_in=result.tokens_in, tokens_out=result.tokens_out, energy=energy,
+        attempts=attempts, constraint_f=constraint_f)
+
+
+def _energy_j(value: float) -> float:
+    return value if value >= 0 and math.isfinite(value) else 0.0

@@ -1,9 +1,18 @@
-"""The measured outcome of a service and its energy by part (PerLLM eq. 2)."""
+"""The measured outcome of a service, its energy by part (PerLLM eq. 2), and its builders.
+
+Every front end (the gateway, the advisor-mode driver, the simulator) builds its outcomes with
+`completed_outcome` and `failed_outcome`, so status, units and bounds are decided once.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scheduler.service import Service
 
 
 class Status(str, Enum):
@@ -54,3 +63,50 @@ class Outcome:
     @staticmethod
     def status_for(total_s: float, deadline_s: float) -> Status:
         return Status.MET if total_s <= deadline_s else Status.MISSED
+
+
+# --- the one place an Outcome is built (gateway, advisor driver, simulator) ----------------------
+def _time_s(value: float) -> float:
+    """A measured duration: negative or non-finite (clock skew, a misbehaving node) is 0."""
+    return value if value >= 0 and math.isfinite(value) else 0.0
+
+
+def bounded_f(f: float) -> float:
+    """Eq. 3's f as carried in an outcome: an infinite f (a down link) is its bound ±1."""
+    if math.isnan(f):
+        return 0.0
+    return f if math.isfinite(f) else (-1.0 if f < 0 else 1.0)
+
+
+def completed_outcome(service: "Service", node_id: str, *, total_s: float,
+                      transmission_s: float, queueing_s: float, inference_s: float,
+                      tokens_in: int, tokens_out: int, energy: Energy, attempts: int = 1,
+                      constraint_f: float = 0.0) -> Outcome:
+    """A service that produced its answer: met or missed by Outcome.status_for."""
+    return Outcome(
+        service_id=service.id, node_id=node_id,
+        status=Outcome.status_for(total_s, service.deadline_s),
+        deadline_s=service.deadline_s, total_s=_time_s(total_s),
+        service_class=service.service_class, transmission_s=_time_s(transmission_s),
+        queueing_s=_time_s(queueing_s), inference_s=_time_s(inference_s),
+        tokens_in=max(0, int(tokens_in)), tokens_out=max(0, int(tokens_out)),
+        input_bytes=service.input_bytes, energy=energy, attempts=attempts,
+        constraint_f=bounded_f(constraint_f))
+
+
+def failed_outcome(service: "Service", node_id: str, *, total_s: float, error: str,
+                   transmission_s: float = 0.0, queueing_s: float = 0.0,
+                   inference_s: float = 0.0, tokens_in: int = 0, tokens_out: int = 0,
+                   energy: Energy = Energy(), attempts: int = 1,
+                   constraint_f: float = 0.0) -> Outcome:
+    """A service that ended without its answer, with the reason and what it spent."""
+    if not error:
+        raise ValueError(f"a failed outcome needs its reason (service {service.id!r})")
+    return Outcome(
+        service_id=service.id, node_id=node_id, status=Status.FAILED,
+        deadline_s=service.deadline_s, total_s=_time_s(total_s),
+        service_class=service.service_class, transmission_s=_time_s(transmission_s),
+        queueing_s=_time_s(queueing_s), inference_s=_time_s(inference_s),
+        tokens_in=max(0, int(tokens_in)), tokens_out=max(0, int(tokens_out)),
+        input_bytes=service.input_bytes, energy=energy, error=error, attempts=attempts,
+        constraint_f=bounded_f(constraint_f))

@@ -127,9 +127,8 @@ class _Run:
         self.give_up_s = math.inf  # set by simulate()
         self.env = env = simpy.Environment()
         self.policy = policy
-        # The oracle's cluster keeps the true rates it is registered with (baselines.Oracle).
         self.cluster = Cluster(clock=lambda: env.now, heartbeat_timeout_s=heartbeat_timeout_s,
-                               learn_rates=policy.name != "oracle")
+                               learn_rates=policy.learns_rates)
         self.feed_bandwidth = bandwidth_source != "nominal"
         self.heartbeat_interval_s = heartbeat_interval_s
         self.setups = {s.node_id: s for s in setups}

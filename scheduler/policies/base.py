@@ -87,6 +87,9 @@ class PolicyConfig:
 class Policy(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+    # Whether the cluster this policy sees learns node rates from measured outcomes (True) or
+    # keeps the rates nodes registered with (False: a reference that knows the true rates).
+    learns_rates: ClassVar[bool] = True
 
     def __init__(self, config: PolicyConfig | None = None, seed: int = 0) -> None:
         self.config = config if config is not None else self.config_class()

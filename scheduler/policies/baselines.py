@@ -259,6 +259,8 @@ class Oracle(Policy):
     services), and it is only as exact as the queueing model of scheduler.cluster.
     """
 
+    learns_rates = False  # its defining knowledge: the cluster keeps the true (registered) rates
+
     def select(self, service: Service, cluster: Cluster) -> Decision:
         candidates = require_candidates(self.name, cluster)
         scored = _predict(cluster, service, candidates)
