@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         from nodes.profile import cli_profiles
         return cli_profiles(argv[1:])
     if argv and argv[0] == "derive-profile":
-        from nodes.roofline import cli_derive
+        from nodes.roofline_cli import cli_derive
         return cli_derive(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "build-tiny":

@@ -2,8 +2,9 @@
 
 import pytest
 
+from nodes.catalogue import PRECISIONS
 from nodes.profile import list_profiles, load_profile
-from nodes.roofline import PRECISIONS, derive, derive_profile
+from nodes.roofline import derive, derive_profile
 
 EDGE_MODELS = ("yi-6b", "llama2-7b", "llama3-8b", "yi-9b")
 

@@ -4,10 +4,10 @@ import argparse
 
 import pytest
 
+from nodes.catalogue import MODELS, PRECISIONS, SHIPPED, HardwareSpec, ModelConfig, model_config
 from nodes.profile import load_profile, load_profile_file
-from nodes.roofline import (MODELS, PRECISIONS, SHIPPED, HardwareSpec, ModelConfig, cli_derive,
-                            derive, derive_profile, model_config, operator_costs,
-                            operator_times, write_profile)
+from nodes.roofline import derive, derive_profile, operator_costs, operator_times
+from nodes.roofline_cli import cli_derive, write_profile
 
 # A toy model and a 1 GFLOP/s, 1 GB/s machine, so every figure below is easy to check by hand.
 TOY = ModelConfig("toy", layers=2, hidden=64, ffn=128, heads=4, kv_heads=4, vocab=100,
