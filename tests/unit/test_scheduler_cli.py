@@ -101,9 +101,15 @@ def test_serve_answers_health_and_schedule_then_stops_on_sigterm(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("--policy", "no-such-policy"), "unknown policy 'no-such-policy'"),
-    (("--policy", "cs-ucb", "--policy-params", "{not json"), "--policy-params is not valid JSON"),
-    (("--policy", "cs-ucb", "--policy-params", "[1]"), "--policy-params must be a JSON object"),
+    # argparse rejects these (ServerConfig's fields make the flags), naming the flag.
+    (("--policy", "no-such-policy"),
+     "argument --policy: invalid choice: 'no-such-policy' (choose from "),
+    (("--policy", "cs-ucb", "--policy-params", "{not json"),
+     "argument --policy-params: not valid JSON"),
+    (("--policy", "cs-ucb", "--policy-params", "[1]"),
+     "argument --policy-params: must be a JSON object"),
+    (("--policy", "cs-ucb", "--port", "many"), "argument --port: invalid int value: 'many'"),
+    # The server rejects these.
     (("--policy", "cs-ucb", "--policy-params", '{"no_such_knob": 1}'), "no_such_knob"),
     (("--policy", "cs-ucb", "--heartbeat-timeout-s", "-1"), "heartbeat_timeout_s"),
     (("--policy", "cs-ucb", "--booking-ttl-s", "-2"),

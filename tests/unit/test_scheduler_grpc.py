@@ -26,7 +26,8 @@ from scheduler.cluster import Cluster
 from scheduler.outcome import Outcome, Status
 from scheduler.policies.base import (POLICIES, ArmStat, Decision, NoNodeError, Policy,
                                      register_policy)
-from scheduler.server import ServerConfig, create_server, stop_server
+from scheduler.config import ServerConfig
+from scheduler.server import create_server, stop_server
 from scheduler.service import Service
 
 RPC_TIMEOUT_S = 10.0
@@ -74,8 +75,16 @@ class FewestInflight(Policy):
         self.plays, self.met = dict(state["plays"]), dict(state["met"])
 
 
+class FewestInflightKnowingRates(FewestInflight):
+    """The same choices, but the cluster keeps the registered rates (as for the oracle)."""
+
+    learns_rates = False
+
+
 if TEST_POLICY not in POLICIES:
     register_policy(TEST_POLICY)(FewestInflight)
+if TEST_POLICY + "-knowing-rates" not in POLICIES:
+    register_policy(TEST_POLICY + "-knowing-rates")(FewestInflightKnowingRates)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -105,7 +114,8 @@ def start():
     running: list[Running] = []
 
     def _start(**overrides) -> Running:
-        config = ServerConfig(policy=TEST_POLICY, host="127.0.0.1", port=0, **overrides)
+        config = ServerConfig(**{"policy": TEST_POLICY, "host": "127.0.0.1", "port": 0,
+                                 **overrides})
         server, port, servicer = create_server(config)
         server.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -359,6 +369,19 @@ def test_unknown_policy_or_bad_params_is_a_clean_value_error():
                                    policy_params={"delta": 1.0}))
     with pytest.raises(ValueError, match="heartbeat_timeout_s must be > 0"):
         create_server(ServerConfig(policy=TEST_POLICY, heartbeat_timeout_s=0))
+
+
+@pytest.mark.parametrize("policy, learns", [(TEST_POLICY, True),
+                                            (TEST_POLICY + "-knowing-rates", False),
+                                            ("oracle", False), ("cs-ucb", True)])
+def test_the_policy_class_decides_whether_the_cluster_learns_rates(start, policy, learns):
+    srv = start(policy=policy)
+    assert srv.servicer.cluster.learn_rates is learns
+    register(srv.stub, "edge1")  # decode_tok_s=50
+    # A node reporting a tenth of its registered rate moves a learnt rate only.
+    srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id="edge1", decode_tok_s=5.0),
+                       timeout=RPC_TIMEOUT_S)
+    assert (srv.servicer.cluster.nodes["edge1"].decode_tok_s < 50.0) is learns
 
 
 # --- liveness and bandwidth --------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 
 from perllm.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from scheduler import state_store
-from scheduler.server import ServerConfig, create_server, stop_server
+from scheduler.config import ServerConfig
+from scheduler.server import create_server, stop_server
 from scheduler.state_store import StateFileError, load_state, save_state
 from tests.unit.test_scheduler_cli import CliServer
 

@@ -10,7 +10,8 @@ import pytest
 
 from perllm.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from scheduler import convert
-from scheduler.server import ServerConfig, create_server, stop_server
+from scheduler.config import ServerConfig
+from scheduler.server import create_server, stop_server
 from scenarios.spec import load_spec
 from simulator import world
 from simulator.cells import FLUCTUATING, Cell, cell_spec

@@ -1,0 +1,59 @@
+"""The server's policy state file: loaded at start, a numbered snapshot after every outcome.
+
+A snapshot is taken under the scheduler's lock (so it matches the counters it was taken with)
+and written outside it; when two writers race, only the newer snapshot reaches the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from scheduler.policies.base import Policy
+from scheduler.state_store import encode_state, load_state, write_atomic
+
+log = logging.getLogger(__name__)
+
+Snapshot = tuple[int, bytes]  # (sequence number, the file's bytes)
+
+
+class StateSnapshots:
+    """One state file's snapshots, numbered as taken and written newest only."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._taken = 0
+        self._written = 0
+        self._write_lock = threading.Lock()
+
+    def load_into(self, policy: Policy, counters: dict[str, int]) -> None:
+        """Restore `policy` and `counters` from the file, if it exists."""
+        state = load_state(self.path)
+        if state is None:
+            return
+        if state.get("policy") != policy.name:
+            raise ValueError(f"state file {self.path!r} holds policy {state.get('policy')!r}, "
+                             f"not {policy.name!r}: use another --state-file")
+        policy.load_state_dict(state["policy_state"])
+        for key in counters:
+            counters[key] = int(state.get("counters", {}).get(key, 0))
+        log.info("loaded policy state from %s (t=%d)", self.path, policy.t)
+
+    def take(self, policy: Policy, counters: dict[str, int]) -> Snapshot:
+        """The current state, numbered (call with the lock that guards policy and counters)."""
+        self._taken += 1
+        payload = encode_state({
+            "policy": policy.name, "seed": policy.seed,
+            "policy_state": policy.state_dict(), "counters": dict(counters),
+            "saved_unix_s": time.time()})
+        return self._taken, payload
+
+    def write(self, snapshot: Snapshot) -> None:
+        """Write `snapshot` unless a newer one is already on disk."""
+        seq, payload = snapshot
+        with self._write_lock:
+            if seq <= self._written:
+                return
+            write_atomic(self.path, payload)
+            self._written = seq
