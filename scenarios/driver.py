@@ -18,10 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+from google.protobuf import json_format
 
 from perllm.v1 import (common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2,
                        scheduler_pb2_grpc)
-from scheduler.convert import service_to_proto, status_from_proto
+from scheduler.convert import (generate_request, outcome_from_proto, outcome_from_result,
+                               outcome_to_proto, service_to_proto)
+from scheduler.outcome import Outcome, failed_outcome
 from scheduler.service import Service
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -29,28 +32,26 @@ CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 
 
-def outcome_record(service: Service, arrival_s: float, outcome: common_pb2.Outcome) -> dict:
-    energy = outcome.energy
-    return {
-        "type": "outcome", "service_id": service.id, "service_class": service.service_class,
-        "node_id": outcome.node_id, "arrival_s": arrival_s, "input_bytes": service.input_bytes,
-        "tokens_in": outcome.tokens_in, "tokens_out": outcome.tokens_out,
-        "transmission_s": outcome.transmission_s, "queueing_s": outcome.queueing_s,
-        "inference_s": outcome.inference_s, "total_s": outcome.total_s,
-        "deadline_s": service.deadline_s,
-        "status": status_from_proto(outcome.status).value,
-        "transmission_j": energy.transmission_j, "inference_j": energy.inference_j,
-        "idle_j": energy.idle_j, "error": outcome.error, "attempts": outcome.attempts,
-    }
+def outcome_record(arrival_s: float, outcome: common_pb2.Outcome) -> dict:
+    """One finished service as a JSON-able line: its wire Outcome and its arrival time.
+
+    The runner reads it back with `read_outcome_record`, through convert.outcome_from_proto
+    (the checks ReportOutcome applies), so the record has one form from the node to the CSV.
+    """
+    return {"type": "outcome", "arrival_s": arrival_s,
+            "outcome": json_format.MessageToDict(outcome, preserving_proto_field_name=True)}
+
+
+def read_outcome_record(record: dict) -> tuple[Outcome, float]:
+    """(the Outcome, arrival_s) of a record written by outcome_record."""
+    pb = json_format.ParseDict(record["outcome"], common_pb2.Outcome())
+    return outcome_from_proto(pb), float(record["arrival_s"])
 
 
 def failed_record(service: Service, arrival_s: float, elapsed_s: float, error: str,
                   node_id: str = "") -> dict:
-    outcome = common_pb2.Outcome(
-        service_id=service.id, node_id=node_id, service_class=service.service_class,
-        status=common_pb2.OUTCOME_STATUS_FAILED, total_s=elapsed_s,
-        deadline_s=service.deadline_s, input_bytes=service.input_bytes, error=error)
-    return outcome_record(service, arrival_s, outcome)
+    return outcome_record(arrival_s, outcome_to_proto(
+        failed_outcome(service, node_id, total_s=elapsed_s, error=error)))
 
 
 class Driver:
@@ -88,6 +89,7 @@ class Driver:
         self.emit(record)
 
     def _gateway(self, service: Service, arrival_s: float, attachment: bytes) -> dict:
+        start = time.monotonic()
         outcome = None
         for message in self.scheduler.Submit(
                 scheduler_pb2.SubmitRequest(service=service_to_proto(service, attachment)),
@@ -95,8 +97,9 @@ class Driver:
             if message.WhichOneof("event") == "outcome":
                 outcome = message.outcome
         if outcome is None:
-            return failed_record(service, arrival_s, 0.0, "scheduler stream ended without outcome")
-        return outcome_record(service, arrival_s, outcome)
+            return failed_record(service, arrival_s, time.monotonic() - start,
+                                 "scheduler stream ended without outcome")
+        return outcome_record(arrival_s, outcome)
 
     def _advisor(self, service: Service, arrival_s: float, attachment: bytes,
                  start: float) -> dict:
@@ -108,16 +111,7 @@ class Driver:
         error = ""
         try:
             for message in self.node_stub(decision.address).Generate(
-                    inference_pb2.GenerateRequest(
-                        request_id=service.id, prompt=service.prompt,
-                        max_new_tokens=service.max_new_tokens, attachment=attachment,
-                        # The node paces prefill for what the scheduler and the simulator
-                        # assume the service prefills (see Service.estimated_prompt_tokens).
-                        prompt_tokens=service.estimated_prompt_tokens,
-                        sampling=common_pb2.SamplingParams(
-                            temperature=service.temperature, top_k=service.top_k,
-                            seed=service.seed),
-                        sent_unix_s=sent_unix_s),
+                    generate_request(service, attachment, sent_unix_s),
                     timeout=max(1.0, self.give_up_s - (time.monotonic() - start))):
                 if message.WhichOneof("event") == "chunk":
                     tokens_out += len(message.chunk.token_ids)
@@ -127,26 +121,18 @@ class Driver:
             error = f"{decision.node_id}: {exc.code().name}: {exc.details()}"
         total_s = time.monotonic() - start
         if result is None:
-            outcome = common_pb2.Outcome(
-                service_id=service.id, node_id=decision.node_id,
-                service_class=service.service_class, status=common_pb2.OUTCOME_STATUS_FAILED,
-                total_s=total_s, deadline_s=service.deadline_s, input_bytes=service.input_bytes,
-                tokens_out=tokens_out, error=error or "node stream ended without result",
-                constraint_f=decision.constraint_f, attempts=1)
+            outcome = failed_outcome(
+                service, decision.node_id, total_s=total_s, tokens_out=tokens_out,
+                error=error or "node stream ended without result",
+                constraint_f=decision.constraint_f)
         else:
-            status = (common_pb2.OUTCOME_STATUS_MET if total_s <= service.deadline_s
-                      else common_pb2.OUTCOME_STATUS_MISSED)
-            outcome = common_pb2.Outcome(
-                service_id=service.id, node_id=decision.node_id,
-                service_class=service.service_class, status=status,
-                transmission_s=max(0.0, result.received_unix_s - sent_unix_s),
-                queueing_s=result.queueing_s, inference_s=result.inference_s, total_s=total_s,
-                deadline_s=service.deadline_s, tokens_in=result.tokens_in,
-                tokens_out=result.tokens_out, input_bytes=service.input_bytes,
-                energy=result.energy, constraint_f=decision.constraint_f, attempts=1)
-        self.scheduler.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome),
-                                     timeout=10)
-        return outcome_record(service, arrival_s, outcome)
+            # Transmission energy is attributed by the runner from interface counters.
+            outcome = outcome_from_result(
+                service, decision.node_id, result, sent_unix_s=sent_unix_s, total_s=total_s,
+                transmission_j=0.0, constraint_f=decision.constraint_f)
+        pb = outcome_to_proto(outcome)
+        self.scheduler.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=pb), timeout=10)
+        return outcome_record(arrival_s, pb)
 
     def wait_for_nodes(self, count: int, timeout_s: float) -> None:
         """Nodes register on their own; poll the scheduler's view until all are alive."""

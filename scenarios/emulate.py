@@ -15,14 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from scenarios.results import (LinkRow, NodeRow, RequestRow, columns, new_run_dir, summarise,
+from scenarios.driver import read_outcome_record
+from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summarise,
                                write_config, write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
 from scenarios.workload import generate
 from scenarios.workload_file import save_workload
+from scheduler.outcome import Outcome, failed_outcome
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_PORT = 50051
@@ -36,7 +38,10 @@ class RunError(RuntimeError):
 
 @dataclass
 class PolicyRun:
+    # Rows as outcomes arrive (kept if the run is interrupted); rebuilt with the interface
+    # counters' transmission energy once the run completes.
     requests: list[RequestRow] = field(default_factory=list)
+    outcomes: list[tuple[Outcome, float]] = field(default_factory=list)  # (outcome, arrival_s)
     nodes: list[NodeRow] = field(default_factory=list)
     links: list[LinkRow] = field(default_factory=list)
     complete: bool = False
@@ -147,7 +152,9 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                 tb.start_fluctuation()
                 faults.start()
             elif kind == "outcome":
-                result.requests.append(_request_row(policy, record))
+                outcome, arrival_s = read_outcome_record(record)
+                result.outcomes.append((outcome, arrival_s))
+                result.requests.append(RequestRow.from_outcome(policy, outcome, arrival_s))
                 on_outcome()
             elif kind == "node":
                 node_totals[record.pop("node_id")] = record
@@ -160,7 +167,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         result.links = [LinkRow(policy=policy, time_s=max(0.0, c.time_s - trace_t0_s),
                                 link=c.link, rate_mbit=c.rate_mbit) for c in tb.rate_log]
 
-    _attribute_transmission(result.requests, counters)
+    result.requests = [RequestRow.from_outcome(policy, outcome, arrival_s) for outcome, arrival_s
+                       in attribute_transmission(result.outcomes, counters)]
     result.nodes = [_node_row(policy, name, totals) for name, totals in node_totals.items()]
     if not result.complete:
         # The driver died: nothing may be lost, so every service without an outcome fails.
@@ -177,24 +185,27 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
     return result
 
 
-def _request_row(policy: str, record: dict) -> RequestRow:
-    # The driver's record carries every column but the policy and the total.
-    fields = {name: record[name] for name in columns(RequestRow)
-              if name not in ("policy", "total_j")}
-    total_j = record["transmission_j"] + record["inference_j"] + record["idle_j"]
-    return RequestRow(policy=policy, total_j=total_j, **fields)
-
-
-def _attribute_transmission(requests: list[RequestRow], counters: dict) -> None:
-    """Replace modelled transmission energy by the interface counters' (bytes x J/bit),
-    shared among the services sent over each link in proportion to their input bytes."""
-    for link, link_counters in counters.items():
-        on_link = [r for r in requests if r.node_id == link]
-        sent = sum(r.input_bytes for r in on_link)
-        for row in on_link:
-            share = row.input_bytes / sent if sent else 1 / len(on_link)
-            row.transmission_j = link_counters.energy_j * share
-            row.total_j = row.transmission_j + row.inference_j + row.idle_j
+def attribute_transmission(outcomes: list[tuple[Outcome, float]], counters: dict
+                           ) -> list[tuple[Outcome, float]]:
+    """The outcomes with transmission energy from the interface counters (bytes x J/bit of
+    each link), shared among the services sent over a link in proportion to their input bytes;
+    services on a link without counters keep the energy they were given."""
+    sent: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for outcome, _ in outcomes:
+        sent[outcome.node_id] = sent.get(outcome.node_id, 0) + outcome.input_bytes
+        count[outcome.node_id] = count.get(outcome.node_id, 0) + 1
+    attributed = []
+    for outcome, arrival_s in outcomes:
+        link = counters.get(outcome.node_id)
+        if link is not None:
+            total = sent[outcome.node_id]
+            share = outcome.input_bytes / total if total else 1 / count[outcome.node_id]
+            energy = replace(outcome.energy, transmission_j=link.energy_j * share,
+                             transmission_method="counters")
+            outcome = replace(outcome, energy=energy)
+        attributed.append((outcome, arrival_s))
+    return attributed
 
 
 def _node_row(policy: str, node_id: str, totals: dict) -> NodeRow:
@@ -210,18 +221,9 @@ def _missing_rows(policy: str, workload_path: Path, seen: set[str], reason: str
                   ) -> list[RequestRow]:
     from scenarios.workload_file import load_workload
 
-    rows = []
-    for item in load_workload(workload_path):
-        s = item.service
-        if s.id in seen:
-            continue
-        rows.append(RequestRow(
-            policy=policy, service_id=s.id, service_class=s.service_class, node_id="",
-            arrival_s=item.arrival_s, input_bytes=s.input_bytes, tokens_in=0, tokens_out=0,
-            transmission_s=0.0, queueing_s=0.0, inference_s=0.0, total_s=0.0,
-            deadline_s=s.deadline_s, status="failed", transmission_j=0.0, inference_j=0.0,
-            idle_j=0.0, total_j=0.0, error=reason))
-    return rows
+    return [RequestRow.from_outcome(policy, failed_outcome(item.service, "", total_s=0.0,
+                                                           error=reason), item.arrival_s)
+            for item in load_workload(workload_path) if item.service.id not in seen]
 
 
 class FaultInjector:

@@ -9,20 +9,28 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from testbed.spec import Strict, TopologySpec
 
 SCENARIO_DIR = Path(__file__).resolve().parent
-BACKENDS = ("llama-cpp", "transformers")
 
 
 class NodeGroupSpec(Strict):
-    backend: Literal["llama-cpp", "transformers"] = "llama-cpp"
+    backend: str = Field("llama-cpp", description="A name in nodes.backends.BACKENDS")
     model: Path = Path("models/tiny.gguf")
     profile: str | None = Field(None, description="Hardware profile name; None = native speed")
     slots: int = Field(1, ge=1, le=256)
     queue_capacity: int = Field(64, ge=1, le=100_000)
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from nodes.backends import BACKENDS  # the registry only: no torch, no llama_cpp
+
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; accepted: {', '.join(BACKENDS.names())}")
+        return name
 
 
 class NodesSpec(Strict):

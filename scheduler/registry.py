@@ -20,6 +20,12 @@ class Registry(Generic[T]):
             return item
         return add
 
+    def unregister(self, name: str) -> T:
+        """Remove a name (a plug-in loaded for one run or one test); KeyError if unknown."""
+        item = self.get(name)
+        del self._items[name]
+        return item
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -24,24 +24,16 @@ from typing import Callable, Iterable, Mapping, Sequence
 import simpy
 
 from scheduler.cluster import CLOUD, EDGE, Cluster, NodeInfo
-from scheduler.outcome import Energy, Outcome, Status
+from scheduler.outcome import Energy, Outcome, Status, completed_outcome, failed_outcome
 from scheduler.policies.base import NoNodeError, Policy, create_policy
 from scheduler.reward import transmission_energy_j
-from scheduler.service import Service
 from scenarios.results import LinkRow, NodeRow, RequestRow
+from scenarios.workload import WorkloadItem
 from testbed.fluctuation import RateChange
 from simulator.engine import Job
 from simulator.model import NodeModel, SimLink, SimNode, Task
 
 BANDWIDTH_SOURCES = ("true", "nominal", "measured")
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """A service and when it arrives (seconds since the run's start)."""
-
-    arrival_s: float
-    service: Service
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +71,7 @@ class SimResult:
     decisions: list[tuple[str, str]] = field(default_factory=list)  # (service id, node id)
 
 
-def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequence[Arrival],
+def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequence[WorkloadItem],
              *, seed: int = 0, rate_changes: Iterable[RateChange] = (),  # time-ordered, may be endless
              bandwidth_source: str = "true", heartbeat_interval_s: float = 0.5,
              heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
@@ -120,7 +112,7 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
 
 class _Run:
     def __init__(self, policy: Policy, setups: Sequence[NodeSetup],
-                 arrivals: Sequence[Arrival], rate_changes: Iterable[RateChange],
+                 arrivals: Sequence[WorkloadItem], rate_changes: Iterable[RateChange],
                  bandwidth_source: str, heartbeat_interval_s: float,
                  heartbeat_timeout_s: float, faults: Sequence[Fault],
                  record_links: bool) -> None:
@@ -154,7 +146,6 @@ class _Run:
                 queue_capacity=s.queue_capacity, transmission_j_per_bit=s.j_per_bit,
                 concurrency_slowdown=s.model.concurrency_slowdown))
         self.policy_name = policy.name
-        # Anything with .arrival_s and .service: Arrival or scenarios.workload.WorkloadItem.
         self.arrivals = sorted(arrivals, key=lambda a: a.arrival_s)
         self.remaining = len(self.arrivals)
         self.rows: list[RequestRow] = []
@@ -291,21 +282,18 @@ class _Run:
         else:
             flight.dispatch()
 
-    def _finish_failed(self, arrival: Arrival, node_id: str, transmission_s: float,
+    def _finish_failed(self, arrival: WorkloadItem, node_id: str, transmission_s: float,
                        waited_s: float, sent_bytes: int, error: str, learn: bool = True,
                        constraint_f: float = 0.0) -> None:
-        service = arrival.service
         j_per_bit = self.setups[node_id].j_per_bit if node_id else 0.0
         energy = Energy(transmission_j=transmission_energy_j(sent_bytes, j_per_bit))
-        outcome = Outcome(
-            service_id=service.id, node_id=node_id, status=Status.FAILED,
-            deadline_s=service.deadline_s, total_s=transmission_s + waited_s,
-            service_class=service.service_class, transmission_s=transmission_s,
-            queueing_s=waited_s, input_bytes=service.input_bytes, energy=energy, error=error,
+        outcome = failed_outcome(
+            arrival.service, node_id, total_s=transmission_s + waited_s, error=error,
+            transmission_s=transmission_s, queueing_s=waited_s, energy=energy,
             constraint_f=constraint_f)
         self._record(arrival, outcome, learn)
 
-    def _record(self, arrival: Arrival, outcome: Outcome, learn: bool = True) -> None:
+    def _record(self, arrival: WorkloadItem, outcome: Outcome, learn: bool = True) -> None:
         if learn:
             if self.trace is not None:
                 self.trace.append(("outcome", self.env.now, outcome))
@@ -340,7 +328,7 @@ class _Flight:
     __slots__ = ("run", "arrival", "node_id", "f", "dispatched_s", "uploaded_s", "started_s",
                  "tokens_in", "tokens_out", "stage", "upload", "task")
 
-    def __init__(self, run: _Run, arrival: Arrival, node_id: str, f: float) -> None:
+    def __init__(self, run: _Run, arrival: WorkloadItem, node_id: str, f: float) -> None:
         self.run, self.arrival, self.node_id, self.f = run, arrival, node_id, f
         service = arrival.service
         self.tokens_in = service.estimated_prompt_tokens
@@ -437,13 +425,11 @@ class _Flight:
             transmission_j=transmission_energy_j(sent_bytes, setup.j_per_bit),
             inference_j=inference_j,
             idle_j=setup.model.idle_power_w * (transmission_s + queueing_s))
-        outcome = Outcome(
-            service_id=service.id, node_id=self.node_id, status=Status.FAILED,
-            deadline_s=service.deadline_s, total_s=now - self.arrival.arrival_s,
-            service_class=service.service_class, transmission_s=transmission_s,
-            queueing_s=queueing_s, inference_s=inference_s, tokens_in=tokens_in,
-            tokens_out=tokens_out, input_bytes=service.input_bytes, energy=energy,
-            error=f"gave up after {run.give_up_s:g} s ({where})", constraint_f=self.f)
+        outcome = failed_outcome(
+            service, self.node_id, total_s=now - self.arrival.arrival_s,
+            error=f"gave up after {run.give_up_s:g} s ({where})",
+            transmission_s=transmission_s, queueing_s=queueing_s, inference_s=inference_s,
+            tokens_in=tokens_in, tokens_out=tokens_out, energy=energy, constraint_f=self.f)
         run._record(self.arrival, outcome)
 
     def finished(self, inference_j: float) -> None:
@@ -470,14 +456,10 @@ class _Flight:
             transmission_j=transmission_energy_j(service.input_bytes, setup.j_per_bit),
             inference_j=inference_j,
             idle_j=setup.model.idle_power_w * (transmission_s + queueing_s))
-        outcome = Outcome(
-            service_id=service.id, node_id=self.node_id,
-            status=Outcome.status_for(total_s, service.deadline_s),
-            deadline_s=service.deadline_s, total_s=total_s,
-            service_class=service.service_class, transmission_s=transmission_s,
+        outcome = completed_outcome(
+            service, self.node_id, total_s=total_s, transmission_s=transmission_s,
             queueing_s=queueing_s, inference_s=inference_s, tokens_in=self.tokens_in,
-            tokens_out=self.tokens_out, input_bytes=service.input_bytes, energy=energy,
-            constraint_f=self.f)
+            tokens_out=self.tokens_out, energy=energy, constraint_f=self.f)
         run._record(self.arrival, outcome)
 
 

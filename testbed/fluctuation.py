@@ -56,6 +56,11 @@ def register(name: str) -> Callable[[LinkSchedule], LinkSchedule]:
     return add
 
 
+def profile_names() -> list[str]:
+    """The registered profiles: the names a scenario's `fluctuation.profile` accepts."""
+    return sorted(PROFILES)
+
+
 def clamp_rate(rate_mbit: float) -> float:
     """Round to 1 kbit/s and keep within what the testbed can shape."""
     return round(min(MAX_RATE_MBIT, max(MIN_RATE_MBIT, rate_mbit)), RATE_DECIMALS)
@@ -151,8 +156,11 @@ def read_trace(path: str | Path, links: list[str] | None = None) -> dict[str, li
     return rows
 
 
-def _trace_link(rows: list[tuple[float, float]], nominal: float) -> Iterator[tuple[float, float]]:
-    # A link starts at nominal unless the trace gives its rate at t = 0.
+@register("trace")
+def _trace(spec: FluctuationSpec, link: str, nominal: float,
+           rng: random.Random) -> Iterator[tuple[float, float]]:
+    """Replay `spec.trace`; a link starts at nominal unless the trace gives its rate at 0."""
+    rows = read_trace(spec.trace).get(link, [])
     if not rows or rows[0][0] > 0:
         yield 0.0, nominal
     yield from rows
@@ -165,20 +173,18 @@ def iter_schedule(spec: FluctuationSpec, links: dict[str, float],
         if not MIN_RATE_MBIT <= nominal <= MAX_RATE_MBIT:
             raise ValueError(f"link {link!r}: nominal rate_mbit {nominal!r} is outside "
                              f"[{MIN_RATE_MBIT:g}, {MAX_RATE_MBIT:g}]")
+    if spec.trace is not None:  # a trace naming a link the topology lacks is refused up front
+        read_trace(spec.trace, list(links))
+    try:
+        profile = PROFILES[spec.profile]
+    except KeyError:
+        raise ValueError(f"fluctuation.profile {spec.profile!r} is unknown; accepted: "
+                         f"{', '.join(profile_names())}") from None
     order = {link: i for i, link in enumerate(links)}
-    if spec.profile == "trace":
-        trace = read_trace(spec.trace, list(links))
-        pairs = {link: _trace_link(trace.get(link, []), nominal) for link, nominal in links.items()}
-    else:
-        try:
-            profile = PROFILES[spec.profile]
-        except KeyError:
-            raise ValueError(f"fluctuation.profile {spec.profile!r} is unknown; known: "
-                             f"{', '.join(sorted(PROFILES) + ['trace'])}") from None
-        # String seeds are hashed with SHA-512 by `random`, so this is stable across runs and
-        # Python processes (unlike hash()).
-        pairs = {link: profile(spec, link, nominal, random.Random(f"{seed}:{link}"))
-                 for link, nominal in links.items()}
+    # String seeds are hashed with SHA-512 by `random`, so this is stable across runs and
+    # Python processes (unlike hash()).
+    pairs = {link: profile(spec, link, nominal, random.Random(f"{seed}:{link}"))
+             for link, nominal in links.items()}
     streams = [_changes(link, it) for link, it in pairs.items()]
     return heapq.merge(*streams, key=lambda c: (c.time_s, order[c.link]))
 

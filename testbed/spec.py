@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIN_RATE_MBIT = 1.0
 MAX_RATE_MBIT = 10_000.0
@@ -21,8 +21,9 @@ class Strict(BaseModel):
 
 
 class FluctuationSpec(Strict):
-    profile: Literal["stable", "uniform", "random-walk", "sine", "trace"] = Field(
-        "stable", description="How each link's rate changes over time")
+    profile: str = Field(
+        "stable", description="How each link's rate changes over time: a name registered "
+                              "with testbed.fluctuation.register")
     amplitude: float = Field(0.2, ge=0.0, lt=1.0,
                              description="Relative band around nominal, 0.2 = +/-20%")
     period_s: float = Field(1.0, gt=0.0, description="Time between rate changes")
@@ -30,6 +31,16 @@ class FluctuationSpec(Strict):
                         description="random-walk: max relative step per period")
     sine_period_s: float = Field(30.0, gt=0.0, description="sine: period of the wave")
     trace: Path | None = Field(None, description="trace: CSV of time_s,link,rate_mbit")
+
+    @field_validator("profile")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from testbed.fluctuation import PROFILES, profile_names  # registers the built-in ones
+
+        if name not in PROFILES:
+            raise ValueError(f"unknown fluctuation profile {name!r}; accepted: "
+                             f"{', '.join(profile_names())}")
+        return name
 
     @model_validator(mode="after")
     def _trace_needs_file(self) -> "FluctuationSpec":

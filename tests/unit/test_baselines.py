@@ -7,32 +7,12 @@ import pytest
 from scheduler.cluster import Cluster, NodeInfo
 from scheduler.policies import POLICIES, NoNodeError, create_policy
 from scheduler.service import Service
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-def node(node_id, kind="edge", slots=1, decode=20.0, prefill=1000.0, rate=100.0,
-         idle_w=50.0, max_w=100.0):
-    return NodeInfo(node_id=node_id, address=f"{node_id}:1", kind=kind, slots=slots,
-                    link_rate_mbit=rate, prefill_tok_s=prefill, decode_tok_s=decode,
-                    idle_power_w=idle_w, max_power_w=max_w)
+from tests.unit.conftest import FakeClock, make_cluster
+from tests.unit.conftest import node_info as node
 
 
 CLOUD = dict(kind="cloud", slots=4, decode=50.0, prefill=5000.0, rate=300.0, idle_w=60.0,
              max_w=400.0)
-
-
-def make_cluster(*infos):
-    cluster = Cluster(FakeClock())
-    for info in infos:
-        cluster.register(info)
-    return cluster
 
 
 def three_nodes(edge2_decode=40.0, edge_power=(50.0, 100.0)):

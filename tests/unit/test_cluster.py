@@ -7,14 +7,7 @@ import pytest
 from scheduler.cluster import Cluster, NodeInfo
 from scheduler.outcome import Outcome, Status
 from scheduler.service import Service
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
+from tests.unit.conftest import FakeClock
 
 
 def edge(node_id="edge1", **kw) -> NodeInfo:

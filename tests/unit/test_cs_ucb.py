@@ -13,27 +13,8 @@ from scheduler.policies.cs_ucb import CsUcb, CsUcbConfig
 from scheduler.reward import (inference_power_w, measured_f, predicted_energy, reward,
                               service_energy, transmission_energy_j)
 from scheduler.service import Service
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-def node(node_id, kind="edge", slots=1, decode=20.0, prefill=1000.0, rate=100.0, **kw):
-    return NodeInfo(node_id=node_id, address=f"{node_id}:1", kind=kind, slots=slots,
-                    link_rate_mbit=rate, prefill_tok_s=prefill, decode_tok_s=decode,
-                    idle_power_w=50.0, max_power_w=100.0, **kw)
-
-
-def make_cluster(*infos, learn_rates=True):
-    cluster = Cluster(FakeClock(), learn_rates=learn_rates)
-    for info in infos:
-        cluster.register(info)
-    return cluster
+from tests.unit.conftest import FakeClock, make_cluster
+from tests.unit.conftest import node_info as node
 
 
 def three_nodes(**kw):

@@ -7,14 +7,7 @@ import threading
 import pytest
 
 from nodes.energy import EnergyMeter, RaplCounter, detect_counters, detect_nvml, detect_rapl
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
+from tests.unit.conftest import FakeClock
 
 
 class FakeCounter:
@@ -24,22 +17,22 @@ class FakeCounter:
         self.clock, self.watts = clock, watts
 
     def read_j(self):
-        return self.clock.t * self.watts
+        return self.clock.now_s * self.watts
 
 
 def test_scripted_timeline_gives_exact_joules():
     clock = FakeClock()
     meter = EnergyMeter(idle_power_w=10, max_power_w=110, slots=2, clock=clock, counters=[])
-    clock.t = 1.0
+    clock.now_s = 1.0
     meter.begin("a")          # [1, 3]: one of two slots busy: P = 10 + 100·0.5 = 60 W
-    clock.t = 3.0
+    clock.now_s = 3.0
     meter.begin("b")          # [3, 4]: both busy: P = 110 W, 55 W each
     assert meter.power_w() == 110
-    clock.t = 4.0
+    clock.now_s = 4.0
     a = meter.end("a")        # [4, 7]: b alone: 60 W
-    clock.t = 7.0
+    clock.now_s = 7.0
     b = meter.end("b")
-    clock.t = 8.0             # [0, 1] and [7, 8] idle at 10 W
+    clock.now_s = 8.0             # [0, 1] and [7, 8] idle at 10 W
     assert a.inference_j == pytest.approx(60 * 2 + 55)
     assert b.inference_j == pytest.approx(55 + 60 * 3)
     assert a.inference_method == "modelled" and a.idle_j == 0 and a.transmission_j == 0
@@ -58,7 +51,7 @@ def test_parts_sum_to_the_total_on_a_random_timeline():
     for i in range(300):
         dt = rng.uniform(0, 2)
         integral += dt * (25 + 75 * min(len(running), 3) / 3)
-        clock.t += dt
+        clock.now_s += dt
         if running and (len(running) == 3 or rng.random() < 0.5):
             charged += meter.end(running.pop(rng.randrange(len(running)))).inference_j
         else:
@@ -69,7 +62,7 @@ def test_parts_sum_to_the_total_on_a_random_timeline():
     t = meter.totals()
     assert charged == pytest.approx(t["inference_j"], rel=1e-9)
     assert t["inference_j"] + t["idle_j"] == pytest.approx(integral, rel=1e-9)
-    assert t["busy_s"] + t["idle_s"] == pytest.approx(clock.t, rel=1e-12)
+    assert t["busy_s"] + t["idle_s"] == pytest.approx(clock.now_s, rel=1e-12)
 
 
 def test_measured_counter_is_split_and_labelled():
@@ -77,14 +70,14 @@ def test_measured_counter_is_split_and_labelled():
     counter = FakeCounter(clock, watts=50)  # the machine really draws a constant 50 W
     meter = EnergyMeter(10, 110, slots=1, clock=clock, counters=[counter],
                         prefer_measured=True)
-    clock.t = 2.0
+    clock.now_s = 2.0
     meter.begin("a")
-    clock.t = 5.0
+    clock.now_s = 5.0
     r = meter.finish("a")
     assert r.modelled_j == pytest.approx(330) and r.measured_j == pytest.approx(150)
     assert r.measured_method == "rapl" and r.busy_s == pytest.approx(3)
     meter.begin("b")
-    clock.t = 6.0
+    clock.now_s = 6.0
     e = meter.end("b")
     assert (e.inference_j, e.inference_method) == (pytest.approx(50), "rapl")
     t = meter.totals()

@@ -124,7 +124,7 @@ def test_bad_inputs_are_refused_with_the_value():
 
 
 def test_registry_refuses_a_duplicate_name():
-    assert set(PROFILES) == {"stable", "uniform", "random-walk", "sine"}
+    assert set(PROFILES) == {"stable", "uniform", "random-walk", "sine", "trace"}
     with pytest.raises(ValueError, match="'uniform' is already registered"):
         register("uniform")(lambda *a: iter(()))
 

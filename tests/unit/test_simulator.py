@@ -8,7 +8,8 @@ from scheduler.cluster import Cluster
 from scheduler.policies.base import Decision, Policy
 from scheduler.service import Service
 from simulator.model import NodeModel
-from simulator.runner import Arrival, NodeSetup, simulate
+from scenarios.workload import WorkloadItem
+from simulator.runner import NodeSetup, simulate
 from testbed.fluctuation import RateChange
 
 
@@ -43,7 +44,7 @@ def test_two_services_on_one_link_and_one_node_match_the_hand_solution():
     # B: 0.6 MB at t=0.5, 50 in, 5 out (1 s alone), requirement 3.9 s.
     a = _service("a", 1_000_000, 100, 10, 4.0)
     b = _service("b", 600_000, 50, 5, 3.9)
-    result = simulate(RoundRobin(), [HAND_NODE], [Arrival(0.0, a), Arrival(0.5, b)])
+    result = simulate(RoundRobin(), [HAND_NODE], [WorkloadItem(0.0, a), WorkloadItem(0.5, b)])
     rows = {r.service_id: r for r in result.requests}
     # Upload: A alone 0-0.5 s sends 0.5 MB; then A and B share 1 MB/s (0.5 MB/s each): A's
     # last 0.5 MB ends at 1.5 s, when B has sent 0.5 MB; B's last 0.1 MB alone ends at 1.6 s.
@@ -80,7 +81,7 @@ def test_two_services_on_one_link_and_one_node_match_the_hand_solution():
 def test_a_rate_change_mid_upload_banks_progress_at_the_old_rate():
     # 1 MB at 8 Mbit/s for 0.5 s (0.5 MB), then 4 Mbit/s (0.5 MB/s): 1 s more.
     a = _service("a", 1_000_000, 100, 10, 10.0)
-    result = simulate(RoundRobin(), [HAND_NODE], [Arrival(0.0, a)],
+    result = simulate(RoundRobin(), [HAND_NODE], [WorkloadItem(0.0, a)],
                       rate_changes=[RateChange(0.5, "edge1", 4.0)])
     (row,) = result.requests
     assert row.transmission_s == pytest.approx(1.5, abs=1e-12)
@@ -144,7 +145,7 @@ def test_a_full_queue_fails_the_service_and_says_why():
                       idle_power_w=1.0, max_power_w=2.0)
     node = NodeSetup("edge1", "edge", model, slots=1, queue_capacity=1, link_rate_mbit=100.0,
                      j_per_bit=0.0)
-    arrivals = [Arrival(0.0, _service(f"s{i}", 100, 1, 10, 5.0)) for i in range(3)]
+    arrivals = [WorkloadItem(0.0, _service(f"s{i}", 100, 1, 10, 5.0)) for i in range(3)]
     rows = {r.service_id: r for r in simulate(RoundRobin(), [node], arrivals).requests}
     assert [rows[s].status for s in ("s0", "s1", "s2")] == ["missed", "missed", "failed"]
     assert "queue full" in rows["s2"].error
@@ -189,7 +190,7 @@ def test_a_service_unfinished_at_give_up_fails_as_the_emulated_driver_would():
     # Same hand world: A finishes at 3.5 s, B at 4.0 s after arrival; give up at 3.8 s.
     a = _service("a", 1_000_000, 100, 10, 4.0)
     b = _service("b", 600_000, 50, 5, 3.9)
-    result = simulate(RoundRobin(), [HAND_NODE], [Arrival(0.0, a), Arrival(0.5, b)],
+    result = simulate(RoundRobin(), [HAND_NODE], [WorkloadItem(0.0, a), WorkloadItem(0.5, b)],
                       give_up_s=3.8)
     rows = {r.service_id: r for r in result.requests}
     assert rows["a"].status == "met"
@@ -232,7 +233,7 @@ def test_give_up_frees_the_slot_and_the_queue_place_at_once_charging_only_what_w
     a = _service("a", 0, 100, 100, 10.0)
     b = _service("b", 0, 50, 5, 10.0)
     policy = LearningRoundRobin()
-    result = simulate(policy, [HAND_NODE], [Arrival(0.0, c), Arrival(0.5, a), Arrival(2.0, b)],
+    result = simulate(policy, [HAND_NODE], [WorkloadItem(0.0, c), WorkloadItem(0.5, a), WorkloadItem(2.0, b)],
                       give_up_s=5.0)
     rows = {r.service_id: r for r in result.requests}
     expected = {
@@ -274,7 +275,7 @@ def test_give_up_during_an_upload_stops_it_and_the_link_carries_the_rest_alone()
     # 0.5 MB and sends its last 0.5 MB alone at 1 MB/s: uploaded at 2.5 s, done at 2.7 s.
     a = _service("a", 10_000_000, 50, 5, 10.0)
     b = _service("b", 1_000_000, 10, 1, 10.0)
-    result = simulate(RoundRobin(), [HAND_NODE], [Arrival(0.0, a), Arrival(1.0, b)],
+    result = simulate(RoundRobin(), [HAND_NODE], [WorkloadItem(0.0, a), WorkloadItem(1.0, b)],
                       give_up_s=2.0)
     rows = {r.service_id: r for r in result.requests}
     assert rows["a"].status == "failed" and rows["a"].error == "gave up after 2 s (uploading)"
