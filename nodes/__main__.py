@@ -6,41 +6,13 @@ import argparse
 import logging
 import sys
 
-from nodes.server import DEFAULT_SLOTS, NodeConfig
+from nodes.config import NodeConfig
+from scheduler.options import add_arguments, from_args
 
 
 def _serve_parser(sub) -> None:
-    d = NodeConfig()
     p = sub.add_parser("serve", help="run an inference node (prints 'READY <port>')")
-    p.add_argument("--id", dest="node_id", required=True, help="node id, e.g. edge1")
-    p.add_argument("--kind", choices=sorted(DEFAULT_SLOTS), default=d.kind)
-    p.add_argument("--backend", choices=["llama-cpp", "transformers"], default=d.backend)
-    p.add_argument("--model", required=True,
-                   help="GGUF file (llama-cpp) or model directory (transformers)")
-    p.add_argument("--profile", default=d.profile,
-                   help="hardware profile name or .yaml path; omit for native speed")
-    p.add_argument("--host", default=d.host, help="address to bind")
-    p.add_argument("--port", type=int, default=d.port, help="0: any free port")
-    p.add_argument("--slots", type=int, default=d.slots,
-                   help="concurrent requests (0: edge 1, cloud 4)")
-    p.add_argument("--queue-capacity", type=int, default=d.queue_capacity)
-    p.add_argument("--chunk-tokens", type=int, default=d.chunk_tokens,
-                   help="most tokens per streamed message")
-    p.add_argument("--chunk-interval-s", type=float, default=d.chunk_interval_s,
-                   help="send a partial chunk once its oldest token is this old")
-    p.add_argument("--n-threads", type=int, default=d.n_threads, help="backend threads")
-    p.add_argument("--context-length", type=int, default=d.context_length,
-                   help="0: the model's own")
-    p.add_argument("--warmup-tokens", type=int, default=d.warmup_tokens)
-    p.add_argument("--grace-s", type=float, default=d.grace_s,
-                   help="in-flight requests get this long at SIGTERM")
-    p.add_argument("--scheduler", default=d.scheduler, help="HOST:PORT to register with")
-    p.add_argument("--advertise", default=d.advertise,
-                   help="IP:PORT the scheduler should call (default: derived from --host)")
-    p.add_argument("--link-rate-mbit", type=float, default=d.link_rate_mbit)
-    p.add_argument("--j-per-bit", type=float, default=d.j_per_bit,
-                   help="transmission energy of the node's link type")
-    p.add_argument("--heartbeat-interval-s", type=float, default=d.heartbeat_interval_s)
+    add_arguments(p, NodeConfig)
     p.add_argument("--log-level", default="WARNING")
 
 
@@ -69,14 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from nodes.server import serve
-    fields = {k: v for k, v in vars(args).items() if k not in ("command", "log_level")}
-    try:
-        config = NodeConfig(**fields)
-        config.validate()
-    except ValueError as e:
-        print(f"nodes serve: {e}", file=sys.stderr)
-        return 2
-    return serve(config)
+    return serve(from_args(NodeConfig, args))  # serve validates it
 
 
 def _build_tiny(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 
 from nodes.backends import BackendOptions, GenerationParams, create_backend
-from nodes.server import NodeConfig
+from nodes.config import NodeConfig
 from nodes.tiny import build_tiny, prompts
 from perllm.v1 import inference_pb2, inference_pb2_grpc
 

@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, ClassVar, Iterator, Sequence
 
 
 class InvalidParameter(ValueError):
@@ -65,7 +65,7 @@ class Timings:
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
     n_threads: int = 1
-    instances: int = 1       # independent model contexts (llama.cpp); requests in parallel
+    instances: int = 1       # independent model instances, one generation each at a time
     context_length: int = 0  # 0: the model's own
 
     def validate(self) -> None:
@@ -175,7 +175,17 @@ class IncrementalDetokenizer:
 class Backend(ABC):
     """One loaded model. `generate` may be called from several threads at once."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    # What `--model` must point at, for a user's error message: "GGUF file", ...
+    model_kind: ClassVar[str] = "model path"
+    # True: one model instance per slot (an instance serves one generation at a time);
+    # False: one instance serves every slot concurrently.
+    instance_per_slot: ClassVar[bool] = False
+
+    @classmethod
+    def instances_for(cls, slots: int) -> int:
+        """How many model instances (BackendOptions.instances) a node with `slots` needs."""
+        return slots if cls.instance_per_slot else 1
 
     def __init__(self, options: BackendOptions = BackendOptions()) -> None:
         options.validate()

@@ -19,6 +19,8 @@ from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokeniz
 
 class LlamaCppBackend(Backend):
     name = "llama-cpp"
+    model_kind = "GGUF file"
+    instance_per_slot = True  # a Llama context is not thread-safe
 
     def load(self, path: str | Path) -> None:
         import llama_cpp

@@ -18,6 +18,8 @@ from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokeniz
 
 class TransformersBackend(Backend):
     name = "transformers"
+    model_kind = "model directory"
+    instance_per_slot = False  # forward passes share no mutable state
 
     def load(self, path: str | Path) -> None:
         path = Path(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodes.backends import (BACKENDS, BackendOptions, GenerationParams, InvalidParameter,
-                            ModelLoadError, create_backend)
+                            ModelLoadError, backend_class, create_backend, describe_models)
 from nodes.backends.base import IncrementalDetokenizer
 from nodes.tiny import build_tiny
 
@@ -177,8 +177,19 @@ def test_missing_or_bad_model_is_a_load_error(tmp_path):
             create_backend(name).load(path)
 
 
+def test_capabilities_are_the_backend_classes_own():
+    # A Llama context is not thread-safe: one per slot; a transformers model serves all slots.
+    llama, hf = backend_class("llama-cpp"), backend_class("transformers")
+    assert llama.instance_per_slot and llama.instances_for(4) == 4
+    assert not hf.instance_per_slot and hf.instances_for(4) == 1
+    assert [backend_class(n).name for n in BACKENDS.names()] == BACKENDS.names()
+    assert describe_models() == "GGUF file (llama-cpp) or model directory (transformers)"
+
+
 def test_importing_the_server_loads_neither_torch_nor_llama_cpp():
-    code = ("import sys, nodes.server, nodes.backends, nodes.tiny; "
+    # nor does reading the backend classes' capabilities (nodes.config does at import)
+    code = ("import sys, nodes.server, nodes.backends, nodes.tiny, nodes.__main__; "
+            "[nodes.backends.backend_class(n) for n in nodes.backends.BACKENDS.names()]; "
             "print(sorted(m for m in ('torch', 'llama_cpp', 'transformers') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -1,6 +1,7 @@
 """The inference node over gRPC, in-process on port 0: streaming, results, bad input,
-cancellation, the queue, pacing, health, shutdown, registration with a real scheduler, and
-the CLI (READY line, SIGTERM, a bad model)."""
+cancellation, the queue, pacing, health, shutdown, registration with a real scheduler, the
+backend's instances per slot, and the CLI (flags from NodeConfig, READY line, SIGTERM, a bad
+model)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nodes.server import INFERENCE_SERVICE, NodeConfig, create_server
+from nodes.backends import BACKENDS, Backend
+from nodes.config import NodeConfig
+from nodes.server import create_server
+from nodes.servicer import INFERENCE_SERVICE
 from nodes.tiny import build_tiny
 from perllm.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
@@ -447,9 +451,99 @@ def test_cli_bad_flag_value_names_it():
 def test_reported_rates_are_single_request_rates():
     # The scheduler applies the concurrency slow-down itself: a request that ran at half speed
     # because another shared the node must not lower the rate the node reports.
-    from nodes.server import _Rates
+    from nodes.rates import MeasuredRates
 
-    rates = _Rates()
+    rates = MeasuredRates()
     rates.observe(tokens_in=100, prefill_s=1.1, tokens_out=11, decode_s=1.0, slowdown=2.0)
     assert rates.decode_tok_s == pytest.approx(20.0)
     assert rates.prefill_tok_s == pytest.approx(100 / (0.55 - 1 / 20.0))
+
+
+# -- the backend's capability, the flags NodeConfig derives ---------------------------------
+
+def _stub_backend(per_slot: bool) -> type[Backend]:
+    class Stub(Backend):
+        """Never loaded: only its options are looked at."""
+
+        name = "stub"
+        instance_per_slot = per_slot
+        context_length = 16
+        load = tokenize = _start = _detokenizer = eos_ids = None
+
+    return Stub
+
+
+@pytest.mark.parametrize("per_slot, slots, instances", [
+    (True, 3, 3), (False, 3, 1), (True, 0, 4)])  # slots 0: a cloud node's default, 4
+def test_node_gives_the_backend_one_instance_per_slot_only_when_it_says_so(
+        monkeypatch, per_slot, slots, instances):
+    monkeypatch.setitem(BACKENDS._items, "stub", lambda: _stub_backend(per_slot))
+    node = create_server(NodeConfig(node_id="c1", kind="cloud", backend="stub", model="m",
+                                    slots=slots, host="127.0.0.1"))
+    try:
+        assert node.backend.options.instances == instances
+    finally:
+        node.server.stop(0)
+
+
+def _main_config(monkeypatch, *argv: str) -> NodeConfig:
+    """The config `python -m nodes serve ARGV` would serve (serve itself replaced)."""
+    import nodes.__main__
+    import nodes.server
+
+    served = []
+    monkeypatch.setattr(nodes.server, "serve", lambda config: served.append(config) or 0)
+    assert nodes.__main__.main(["serve", *argv]) == 0
+    return served[0]
+
+
+def test_serve_refuses_an_unknown_backend_naming_the_accepted_ones(capsys):
+    from nodes.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--id", "edge1", "--model", "m.gguf", "--backend", "nope"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--backend" in err and "'nope'" in err
+    assert all(repr(name) in err for name in BACKENDS.names())
+
+
+def test_serve_argv_round_trips_a_config_through_the_cli(monkeypatch):
+    from nodes.config import serve_argv
+
+    config = NodeConfig(node_id="cloud", kind="cloud", backend="transformers",
+                        model="models/tiny-hf", profile="a100/llama2-13b", port=50061,
+                        slots=3, queue_capacity=9, chunk_interval_s=0.125, grace_s=1.5,
+                        scheduler="10.0.0.1:50051", advertise="10.0.0.3:50061",
+                        link_rate_mbit=12.5, j_per_bit=2.5e-8, heartbeat_interval_s=0.2)
+    argv = serve_argv(config)
+    assert argv[:4] == [sys.executable, "-m", "nodes", "serve"]
+    assert _main_config(monkeypatch, *argv[4:]) == config
+    default = NodeConfig(model="m")
+    assert _main_config(monkeypatch, *serve_argv(default)[4:]) == default
+
+
+def test_the_flags_the_emulated_runner_passes_keep_their_names(monkeypatch):
+    config = _main_config(
+        monkeypatch, "--id", "edge2", "--kind", "edge", "--backend", "llama-cpp", "--model",
+        "models/tiny.gguf", "--port", "50061", "--slots", "2", "--queue-capacity", "5",
+        "--scheduler", "10.0.0.1:50051", "--advertise", "10.0.0.2:50061",
+        "--link-rate-mbit", "20", "--j-per-bit", "1e-8", "--heartbeat-interval-s", "0.25",
+        "--profile", "xeon-4214r/llama2-7b")
+    assert config == NodeConfig(
+        node_id="edge2", kind="edge", backend="llama-cpp", model="models/tiny.gguf",
+        port=50061, slots=2, queue_capacity=5, scheduler="10.0.0.1:50051",
+        advertise="10.0.0.2:50061", link_rate_mbit=20.0, j_per_bit=1e-8,
+        heartbeat_interval_s=0.25, profile="xeon-4214r/llama2-7b")
+
+
+def test_a_combined_energy_method_goes_as_its_first_part():
+    from nodes.servicer import _wire_energy
+    from scheduler.outcome import Energy
+
+    pb = _wire_energy(Energy(inference_j=2.0, idle_j=1.0, transmission_method="",
+                             inference_method="rapl+nvml", idle_method="nvml"))
+    assert pb.inference_method == common_pb2.ENERGY_METHOD_RAPL
+    assert pb.idle_method == common_pb2.ENERGY_METHOD_NVML
+    assert pb.transmission_method == common_pb2.ENERGY_METHOD_UNSPECIFIED
+    assert pb.total_j == 3.0
