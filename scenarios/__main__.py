@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     from scenarios.emulate import RunInterrupted, run_scenario
-    from scenarios.results import format_table, ratios
+    from scenarios.results import format_ratios, format_table
 
     try:
         run_dir, summary = run_scenario(spec, spec.policies, spec.mode, args.results)
@@ -65,13 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results (incomplete): {exc.run_dir}")
         return 130
     print(format_table(summary))
-    if "cs-ucb" in summary and len(summary) > 1:
-        for other, figures in ratios(summary, reference="cs-ucb").items():
-            tp, energy = figures["throughput"], figures["energy"]
-            print(f"cs-ucb / {other}: throughput "
-                  f"{'-' if tp is None else f'{tp:.2f}x'}, energy "
-                  f"{'-' if energy is None else f'{energy:.2f}x'}, success "
-                  f"{figures['success_rate_delta'] * 100:+.1f} points")
+    if format_ratios(summary):
+        print(format_ratios(summary))
     print(f"results: {run_dir}")
     return 0
 

@@ -24,6 +24,7 @@ from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summar
 from scenarios.spec import ScenarioSpec
 from scenarios.workload import generate
 from scenarios.workload_file import save_workload
+from scheduler.config import ServerConfig, serve_argv
 from scheduler.outcome import Outcome, failed_outcome
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -104,17 +105,15 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         hosts = spec.topology.link_names()
         user_ip = tb.ip("user")
         sched_log = policy_dir / "scheduler.log"
-        sched_argv = [sys.executable, "-m", "scheduler", "serve", "--port", str(SCHEDULER_PORT),
-                      "--policy", policy, "--seed", str(spec.seed),
-                      "--policy-params", json.dumps(spec.policy_params.get(policy, {})),
-                      "--heartbeat-timeout-s", str(spec.scheduler.heartbeat_timeout_s),
-                      "--state-file", str(policy_dir / "scheduler-state.json"),
-                      # Submit may run as long as the driver waits (give_up_s), so a late
-                      # service ends as missed with its true time, not cut at its requirement.
-                      "--submit-margin-s", str(spec.workload.give_up_s),
-                      "--max-workers", "1024"]
-        if spec.scheduler.bandwidth_source != "nominal":
-            sched_argv += ["--bandwidth-feed", str(tb.bandwidth_feed_path)]
+        sched_argv = serve_argv(ServerConfig(
+            policy=policy, seed=spec.seed, policy_params=spec.policy_params.get(policy, {}),
+            port=SCHEDULER_PORT, heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s,
+            state_file=str(policy_dir / "scheduler-state.json"),
+            # Submit may run as long as the driver waits (give_up_s), so a late service ends
+            # as missed with its true time, not cut at its requirement.
+            submit_margin_s=spec.workload.give_up_s, max_workers=1024,
+            bandwidth_feed=(str(tb.bandwidth_feed_path)
+                            if spec.scheduler.bandwidth_source != "nominal" else None)))
         scheduler = tb.popen("user", sched_argv, env=env, stdout=subprocess.PIPE,
                              stderr=logs.enter_context(sched_log.open("w")), text=True)
         wait_ready(scheduler, "scheduler", sched_log)

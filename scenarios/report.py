@@ -10,13 +10,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from scenarios.results import REFERENCE_POLICY as REFERENCE
 from scenarios.results import SUMMARY_COLUMNS, ratios
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Distribution names; read from package metadata, so nothing heavy (torch) is imported.
 VERSIONED = ("grpcio", "protobuf", "numpy", "pydantic", "simpy", "matplotlib",
              "llama-cpp-python", "transformers", "torch", "mininet")
-REFERENCE = "cs-ucb"
 
 
 def versions() -> dict[str, str]:

@@ -290,7 +290,11 @@ def summarise(requests: Sequence[RequestRow], nodes: Sequence[NodeRow],
     return summary
 
 
-def ratios(summary: dict[str, dict[str, Any]], reference: str = "cs-ucb"
+# The policy every ratio table compares the others against: the paper's (PerLLM's CS-UCB).
+REFERENCE_POLICY = "cs-ucb"
+
+
+def ratios(summary: dict[str, dict[str, Any]], reference: str = REFERENCE_POLICY
            ) -> dict[str, dict[str, float | None]]:
     """Reference / each other policy: throughput ratio (>1: reference faster) and energy ratio
     (<1: reference cheaper). None where the other policy's value is zero."""
@@ -313,10 +317,11 @@ def ratios(summary: dict[str, dict[str, Any]], reference: str = "cs-ucb"
 
 def write_summary(run_dir: Path, summary: dict[str, dict[str, Any]], incomplete: bool = False,
                   extra: dict[str, Any] | None = None) -> Path:
-    """Write summary.json: {"incomplete", "policies", "ratios" (vs cs-ucb, if it ran), **extra}."""
+    """Write summary.json: {"incomplete", "policies", "ratios" (vs the reference policy, if it
+    ran), **extra}."""
     data: dict[str, Any] = {"incomplete": bool(incomplete), "policies": summary}
-    if "cs-ucb" in summary and len(summary) > 1:
-        data["ratios"] = {"reference": "cs-ucb", "vs": ratios(summary)}
+    if REFERENCE_POLICY in summary and len(summary) > 1:
+        data["ratios"] = {"reference": REFERENCE_POLICY, "vs": ratios(summary)}
     data.update(extra or {})
     path = Path(run_dir) / SUMMARY_JSON
     _atomic_write_text(path, json.dumps(data, indent=2) + "\n")
@@ -378,4 +383,19 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
     head = line(c.short for c in TERMINAL_COLUMNS)
     lines = [head, "-" * len(head)]
     lines += [line(c.cell(policy, s) for c in TERMINAL_COLUMNS) for policy, s in summary.items()]
+    return "\n".join(lines)
+
+
+def format_ratios(summary: dict[str, dict[str, Any]], reference: str = REFERENCE_POLICY) -> str:
+    """One line per other policy: throughput and energy ratios and the success difference;
+    "" when the reference did not run or ran alone."""
+    if reference not in summary or len(summary) < 2:
+        return ""
+    lines = []
+    for other, figures in ratios(summary, reference).items():
+        tp, energy = figures["throughput"], figures["energy"]
+        lines.append(f"{reference} / {other}: throughput "
+                     f"{'-' if tp is None else f'{tp:.2f}x'}, energy "
+                     f"{'-' if energy is None else f'{energy:.2f}x'}, success "
+                     f"{figures['success_rate_delta'] * 100:+.1f} points")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ def _matrix_mode(spec, args) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from scenarios.results import format_table, new_run_dir, ratios
+    from scenarios.results import format_ratios, format_table, new_run_dir
     from simulator.cells import CONDITIONS, Cell, run_cells
     from simulator.paper import format_aggregate, table1, write_matrix
     from simulator.world import load_calibration
@@ -75,12 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         summary = results[0].summary
         print(format_table(summary))
-        if "cs-ucb" in summary and len(summary) > 1:
-            print("\nCS-UCB / other: throughput, energy")
-            for p, r in ratios(summary).items():
-                tp = "-" if r["throughput"] is None else f"{r['throughput']:.2f}x"
-                en = "-" if r["energy"] is None else f"{r['energy']:.2f}x"
-                print(f"  {p:<14}{tp:>9}{en:>9}")
+        if format_ratios(summary):
+            print("\n" + format_ratios(summary))
     if run_dir is not None:
         print(f"\nresults: {run_dir}")
     print(f"total wall time {total_s:.1f} s", file=sys.stderr)

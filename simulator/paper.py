@@ -11,9 +11,9 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Sequence
 
+from scenarios.results import REFERENCE_POLICY as REFERENCE
 from simulator.cells import CellResult
 
-REFERENCE = "cs-ucb"
 # Table 1 of the paper: success rate (%) per edge model for FineInfer (cloud-only), AGOD
 # (edge-only), RewardlessGuidance (edge-cloud) and PerLLM (cs-ucb).
 PAPER_TABLE1 = {
