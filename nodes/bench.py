@@ -20,8 +20,8 @@ from pathlib import Path
 
 import grpc
 
-from nodes.backends import BackendOptions, GenerationParams, create_backend
-from nodes.config import NodeConfig
+from nodes.backends import BACKENDS, BackendOptions, GenerationParams, backend_class, create_backend
+from nodes.config import NodeConfig, serve_argv
 from nodes.tiny import build_tiny, prompts
 from perllm.v1 import inference_pb2, inference_pb2_grpc
 
@@ -51,9 +51,9 @@ def node_rate(backend_name: str, model: Path, prompt: str, tokens: int, repeats:
     """Median tokens/s through a node in its own process, one streaming client."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nodes", "serve", "--id", "bench", "--backend", backend_name,
-         "--model", str(model), "--host", "127.0.0.1", "--port", "0",
-         "--n-threads", str(n_threads), "--chunk-tokens", str(chunk_tokens)],
+        serve_argv(NodeConfig(node_id="bench", backend=backend_name, model=str(model),
+                              host="127.0.0.1", port=0, n_threads=n_threads,
+                              chunk_tokens=chunk_tokens)),
         cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nodes.bench", description=__doc__)
     parser.add_argument("--models", default="models/", help="tiny models folder (built if "
                         "missing)")
-    parser.add_argument("--backends", default="llama-cpp,transformers")
+    parser.add_argument("--backends", default=",".join(BACKENDS.names()))
     parser.add_argument("--tokens", type=int, default=512, help="max_new_tokens per request")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-threads", type=int, default=1)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = build_tiny(args.models)
     prompt = prompts()[0]
     for name in args.backends.split(","):
-        model = tiny.gguf_path if name == "llama-cpp" else tiny.hf_dir
+        model = Path(args.models) / backend_class(name).tiny_model
         load_s, raw = raw_rate(name, model, prompt, args.tokens, args.repeats, args.n_threads)
         node = node_rate(name, model, prompt, args.tokens, args.repeats, args.n_threads,
                          args.chunk_tokens)

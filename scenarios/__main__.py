@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from nodes.backends import BACKENDS, backend_class
 from scenarios.spec import SpecError, available, load_spec
 
-TINY_MODELS = {"llama-cpp": "models/tiny.gguf", "transformers": "models/tiny-hf"}
+TINY_MODELS_DIR = Path("models")  # where `make setup` builds them (python -m nodes build-tiny)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--policies", help="comma-separated policy names (default: the spec's)")
     run.add_argument("--seed", type=int)
     run.add_argument("--requests", type=int, help="services per policy")
-    run.add_argument("--backend", choices=("llama-cpp", "transformers"),
+    run.add_argument("--backend", choices=BACKENDS.names(),
                      help="backend of every node")
     run.add_argument("--model", help="local model path for every node")
     run.add_argument("--mode", choices=("gateway", "advisor"))
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                  "policies": args.policies.split(",") if args.policies else None}
     model = args.model
     if args.backend and not model:  # the backend's own tiny model unless one is given
-        model = TINY_MODELS[args.backend]
+        model = str(TINY_MODELS_DIR / backend_class(args.backend).tiny_model)
     for group in ("edge", "cloud"):
         overrides[f"nodes.{group}.backend"] = args.backend
         overrides[f"nodes.{group}.model"] = model

@@ -24,6 +24,8 @@ from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summar
 from scenarios.spec import ScenarioSpec
 from scenarios.workload import generate
 from scenarios.workload_file import save_workload
+from nodes.config import NodeConfig
+from nodes.config import serve_argv as node_serve_argv
 from scheduler.config import ServerConfig, serve_argv
 from scheduler.outcome import Outcome, failed_outcome
 
@@ -78,16 +80,13 @@ def wait_ready(proc: subprocess.Popen, what: str, log_path: Path,
 def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str]:
     kind = "cloud" if name == "cloud" else "edge"
     group = spec.nodes.cloud if kind == "cloud" else spec.nodes.edge
-    argv = [sys.executable, "-m", "nodes", "serve", "--id", name, "--kind", kind,
-            "--backend", group.backend, "--model", str(group.model), "--port", str(NODE_PORT),
-            "--slots", str(group.slots), "--queue-capacity", str(group.queue_capacity),
-            "--scheduler", f"{user_ip}:{SCHEDULER_PORT}", "--advertise", f"{ip}:{NODE_PORT}",
-            "--link-rate-mbit", str(spec.topology.nominal_rate_mbit(name)),
-            "--j-per-bit", str(spec.topology.j_per_bit(name)),
-            "--heartbeat-interval-s", str(spec.scheduler.heartbeat_interval_s)]
-    if group.profile:
-        argv += ["--profile", group.profile]
-    return argv
+    return node_serve_argv(NodeConfig(
+        node_id=name, kind=kind, backend=group.backend, model=str(group.model),
+        profile=group.profile or "", port=NODE_PORT, slots=group.slots,
+        queue_capacity=group.queue_capacity, scheduler=f"{user_ip}:{SCHEDULER_PORT}",
+        advertise=f"{ip}:{NODE_PORT}", link_rate_mbit=spec.topology.nominal_rate_mbit(name),
+        j_per_bit=spec.topology.j_per_bit(name),
+        heartbeat_interval_s=spec.scheduler.heartbeat_interval_s))
 
 
 def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,

@@ -181,6 +181,9 @@ class Backend(ABC):
     # True: one model instance per slot (an instance serves one generation at a time);
     # False: one instance serves every slot concurrently.
     instance_per_slot: ClassVar[bool] = False
+    # The offline tiny model this backend loads, inside the folder `python -m nodes build-tiny`
+    # writes (models/): what a run uses when it names the backend but no model.
+    tiny_model: ClassVar[str] = ""
 
     @classmethod
     def instances_for(cls, slots: int) -> int:

@@ -13,6 +13,7 @@ import queue
 from pathlib import Path
 from typing import Callable, Iterator
 
+from nodes.tiny import GGUF_NAME
 from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokenizer,
                                  ModelLoadError)
 
@@ -20,6 +21,7 @@ from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokeniz
 class LlamaCppBackend(Backend):
     name = "llama-cpp"
     model_kind = "GGUF file"
+    tiny_model = GGUF_NAME
     instance_per_slot = True  # a Llama context is not thread-safe
 
     def load(self, path: str | Path) -> None:

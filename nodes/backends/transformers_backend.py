@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+from nodes.tiny import HF_NAME
 from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokenizer,
                                  ModelLoadError)
 
@@ -19,6 +20,7 @@ from nodes.backends.base import (Backend, GenerationParams, IncrementalDetokeniz
 class TransformersBackend(Backend):
     name = "transformers"
     model_kind = "model directory"
+    tiny_model = HF_NAME
     instance_per_slot = False  # forward passes share no mutable state
 
     def load(self, path: str | Path) -> None:
