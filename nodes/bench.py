@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-threads", type=int, default=1)
     parser.add_argument("--chunk-tokens", type=int, default=NodeConfig().chunk_tokens)
     args = parser.parse_args(argv)
-    tiny = build_tiny(args.models)
+    build_tiny(args.models)  # the tiny models, if not built yet
     prompt = prompts()[0]
     for name in args.backends.split(","):
         model = Path(args.models) / backend_class(name).tiny_model

@@ -30,7 +30,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, NamedTuple
 
 from scheduler.outcome import Outcome, Status
 from scheduler.service import Service
@@ -401,13 +401,6 @@ class Cluster:
     def predict(self, service: Service, node_id: str) -> Prediction:
         """D-hat and eq. 3's headrooms of `service` on `node_id` (see the module docstring)."""
         return self.predict_node(service, self.node(node_id), self.clock())
-
-    def predict_all(self, service: Service, nodes: Iterable[NodeState] | None = None
-                    ) -> list[Prediction]:
-        now = self.clock()
-        self.drop_overdue(now)
-        return [self.predict_node(service, n, now)
-                for n in (self.candidates() if nodes is None else nodes)]
 
     def predict_node(self, service: Service, node: NodeState, now: float) -> Prediction:
         """`predict` for a NodeState already in hand and a clock already read (hot path)."""

@@ -27,11 +27,6 @@ _STATUS_FROM_PB = {
 _STATUS_TO_PB = {v: k for k, v in _STATUS_FROM_PB.items()}
 
 
-def status_from_proto(code: int) -> Status:
-    """MET/MISSED/FAILED; an unspecified or unknown code counts as FAILED."""
-    return _STATUS_FROM_PB.get(code, Status.FAILED)
-
-
 # Energy.*_method strings <-> EnergyMethod; "" and unknown strings map to UNSPECIFIED.
 _METHOD_TO_PB = {
     "modelled": common_pb2.ENERGY_METHOD_MODELLED,

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_cls: type,
     """One flag per CLI field of `config_cls`; `defaults` overrides a field's CLI default."""
     defaults = dict(defaults or {})
     for f, hint in _cli_fields(config_cls):
-        base, optional = _base_type(hint)
+        base, _ = _base_type(hint)
         default = defaults.get(f.name, _default_of(f))
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help") or None}
         if f.metadata.get("metavar"):

@@ -52,7 +52,6 @@ class SimLink:
         self.efficiency = efficiency
         self.rate_mbit = rate_mbit
         self.j_per_bit = j_per_bit
-        self.bytes_sent = 0
         self.server = SharedServer(env, self._per_upload_bit_s)
 
     def _per_upload_bit_s(self, n: int) -> float:
@@ -66,7 +65,6 @@ class SimLink:
 
     def upload(self, input_bytes: int, on_done: Callable[[], None]) -> Job | None:
         """Start an upload; returns it (for cancel), or None if there was nothing to send."""
-        self.bytes_sent += input_bytes
         if input_bytes <= 0:
             on_done()
             return None
@@ -76,7 +74,6 @@ class SimLink:
         """Stop an upload in progress (the client gave up); returns the bytes it had sent."""
         _energy_j, sent_bits = self.server.cancel(upload)
         sent_bytes = min(input_bytes, int(sent_bits / 8.0))
-        self.bytes_sent -= input_bytes - sent_bytes
         return sent_bytes
 
 

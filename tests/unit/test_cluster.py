@@ -236,12 +236,6 @@ def test_node_info_validation_names_the_field(cluster, field, value):
         cluster.register(edge(**{field: value}))
 
 
-def test_predict_all_covers_candidates_in_registration_order(cluster):
-    cluster.register(edge())
-    cluster.register(edge("edge2"))
-    assert [p.node_id for p in cluster.predict_all(service())] == ["edge1", "edge2"]
-
-
 # --- bookings without an outcome (advisor mode: a client that never reports) -----------------
 def test_an_overdue_booking_is_dropped_for_prediction_and_capacity(cluster, clock):
     cluster.register(edge(queue_capacity=1))  # c_max 2: one booking leaves room for one more

@@ -29,6 +29,7 @@ from scheduler.policies.base import (POLICIES, ArmStat, Decision, NoNodeError, P
 from scheduler.config import ServerConfig
 from scheduler.server import create_server, stop_server
 from scheduler.service import Service
+from tests.unit.conftest import FakeClock
 
 RPC_TIMEOUT_S = 10.0
 TEST_POLICY = "test-fewest-inflight"
@@ -88,14 +89,6 @@ if TEST_POLICY + "-knowing-rates" not in POLICIES:
 
 
 # --- fixtures ----------------------------------------------------------------------------------
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
 @dataclass
 class Running:
     server: grpc.Server
@@ -386,7 +379,7 @@ def test_the_policy_class_decides_whether_the_cluster_learns_rates(start, policy
 
 # --- liveness and bandwidth --------------------------------------------------------------------
 def test_silent_or_not_serving_nodes_are_excluded(start):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     srv = start(clock=clock, heartbeat_timeout_s=3.0)
     register(srv.stub, "edge1", "edge2", "edge3")
     clock.now_s += 4.0  # every node is now past its timeout ...
@@ -725,7 +718,7 @@ def test_a_heartbeat_without_serving_counts_as_serving(srv):
 
 
 def test_a_booking_never_reported_is_dropped_and_counted_abandoned(start):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     srv = start(clock=clock, heartbeat_timeout_s=3.0)
     register(srv.stub, "edge1", "edge2")
     reply = srv.stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb("lost")),
@@ -750,7 +743,7 @@ def test_a_booking_never_reported_is_dropped_and_counted_abandoned(start):
 
 
 def test_the_bookings_of_a_dead_node_are_abandoned(start):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     srv = start(clock=clock, heartbeat_timeout_s=3.0)
     register(srv.stub, "edge1", "edge2")
     services = [service_pb(f"s{i}") for i in range(4)]
@@ -764,7 +757,7 @@ def test_the_bookings_of_a_dead_node_are_abandoned(start):
 
 
 def test_submit_finding_no_node_counts_as_failed(start):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     srv = start(clock=clock, heartbeat_timeout_s=3.0)
     code, _ = code_of(lambda r, timeout: list(srv.stub.Submit(r, timeout=timeout)),
                       scheduler_pb2.SubmitRequest(service=service_pb("g1")))
