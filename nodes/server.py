@@ -19,7 +19,7 @@ from nodes.backends import BackendOptions, GenerationParams, ModelLoadError, bac
 from nodes.config import NodeConfig
 from nodes.registrar import Registrar
 from nodes.servicer import INFERENCE_SERVICE, InferenceServicer
-from perllm.v1 import inference_pb2_grpc
+from perllm.v1 import inference_pb2
 from scheduler.grpc_server import build_grpc_server, wait_for_signal
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class NodeServer:
         self.bound = build_grpc_server(
             host=config.host, port=config.port, max_workers=workers,
             thread_name_prefix="node-rpc", maximum_concurrent_rpcs=workers,
-            servicers=[(inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+            servicers=[(inference_pb2.DESCRIPTOR.services_by_name["InferenceService"],
                         self.servicer)],
             service_names=(INFERENCE_SERVICE,), max_receive_bytes=MAX_MESSAGE_BYTES,
             max_send_bytes=MAX_MESSAGE_BYTES, serving=False)  # SERVING once the model loads

@@ -1,7 +1,11 @@
 """How both of the project's servers are built and stopped: one helper, not two shapes.
 
 `build_grpc_server` makes a bound, not yet started grpc.Server with the project's servicers,
-grpc.health.v1 and server reflection; `wait_for_signal` blocks until SIGTERM or SIGINT (and
+grpc.health.v1 and server reflection. Requests reach the servicers as bytes and are parsed here:
+grpcio would answer an undecodable message (random bytes, a truncated message, invalid UTF-8 in
+a string field) with INTERNAL and log a traceback per call before any project code runs; here
+it gets INVALID_ARGUMENT with a short reason and at most one log line per interval.
+`wait_for_signal` `wait_for_signal` blocks until SIGTERM or SIGINT (and
 restores the previous handlers), so `serve()` functions stop gracefully: health NOT_SERVING,
 then `server.stop(grace)` (the gRPC graceful-shutdown example's order).
 """
@@ -9,15 +13,19 @@ then `server.stop(grace)` (the gRPC graceful-shutdown example's order).
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
+import time
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,7 @@ class BoundServer:
     port: int
     health: health.HealthServicer
     service_names: tuple[str, ...]
+    undecodable: "UndecodableLog"
 
     def set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
@@ -39,13 +48,80 @@ class BoundServer:
             self.health.set(name, status)
 
 
+class UndecodableLog:
+    """At most one log line per `interval_s` about undecodable requests, with the count."""
+
+    def __init__(self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.suppressed = 0
+        self._last_s = -math.inf
+        self._lock = threading.Lock()
+
+    def record(self, method: str, reason: str) -> bool:
+        """Count one undecodable request; True when a line was logged for it."""
+        with self._lock:
+            now = self.clock()
+            if now - self._last_s < self.interval_s:
+                self.suppressed += 1
+                return False
+            suppressed, self.suppressed, self._last_s = self.suppressed, 0, now
+        log.warning("undecodable request to %s refused (%s); %d more since the last line",
+                    method, reason, suppressed)
+        return True
+
+
+def _parse(request_class: Any, raw: bytes, method: str, context: grpc.ServicerContext,
+           undecodable: UndecodableLog) -> Any:
+    try:
+        return request_class.FromString(raw)
+    except DecodeError as e:
+        reason = str(e) or "not a valid message"
+    except Exception as e:  # noqa: BLE001  (any parser failure is the request's fault)
+        reason = f"{type(e).__name__}: {e}"
+    undecodable.record(method, reason)
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                  f"request is not a valid {request_class.DESCRIPTOR.full_name} ({reason})")
+
+
+def _method_handler(method: Any, servicer: Any, undecodable: UndecodableLog) -> Any:
+    """One RPC whose request arrives as bytes and is parsed by _parse."""
+    request_class = message_factory.GetMessageClass(method.input_type)
+    response_class = message_factory.GetMessageClass(method.output_type)
+    behaviour = getattr(servicer, method.name)
+    name = f"/{method.containing_service.full_name}/{method.name}"
+    if method.client_streaming:
+        raise TypeError(f"{name}: client-streaming methods are not served by this helper")
+    if method.server_streaming:
+        def stream(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
+            request = _parse(request_class, raw, name, context, undecodable)
+            yield from behaviour(request, context)
+        return grpc.unary_stream_rpc_method_handler(
+            stream, response_serializer=response_class.SerializeToString)
+
+    def unary(raw: bytes, context: grpc.ServicerContext) -> Any:
+        return behaviour(_parse(request_class, raw, name, context, undecodable), context)
+    return grpc.unary_unary_rpc_method_handler(
+        unary, response_serializer=response_class.SerializeToString)
+
+
+def add_parsed_service(server: grpc.Server, service: Any, servicer: Any,
+                       undecodable: UndecodableLog) -> None:
+    """Serve `servicer` for the service descriptor `service`, parsing requests ourselves."""
+    handlers = {m.name: _method_handler(m, servicer, undecodable) for m in service.methods}
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
 def build_grpc_server(*, host: str, port: int, max_workers: int, thread_name_prefix: str,
-                      servicers: Sequence[tuple[Callable[[Any, grpc.Server], None], Any]],
+                      servicers: Sequence[tuple[Any, Any]],
                       service_names: Sequence[str], reflected: Sequence[str] = (),
                       max_receive_bytes: int, max_send_bytes: int | None = None,
                       maximum_concurrent_rpcs: int | None = None,
                       serving: bool = False) -> BoundServer:
-    """Bind `servicers` (pairs of add_*_to_server and servicer), health and reflection.
+    """Bind `servicers` (pairs of a service descriptor and its servicer), health, reflection.
 
     `service_names` are the services health reports on (besides ""); `reflected` adds names
     reflection lists beyond them. ValueError when the address cannot be bound.
@@ -59,10 +135,12 @@ def build_grpc_server(*, host: str, port: int, max_workers: int, thread_name_pre
         futures.ThreadPoolExecutor(max_workers=max_workers,
                                    thread_name_prefix=thread_name_prefix),
         maximum_concurrent_rpcs=maximum_concurrent_rpcs, options=options)
-    for add, servicer in servicers:
-        add(servicer, server)
+    undecodable = UndecodableLog()
+    for service, servicer in servicers:
+        add_parsed_service(server, service, servicer, undecodable)
     health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    add_parsed_service(server, health_pb2.DESCRIPTOR.services_by_name["Health"],
+                       health_servicer, undecodable)
     names = tuple(service_names)
     listed = tuple(dict.fromkeys(names + tuple(reflected)
                                  + (health.SERVICE_NAME, reflection.SERVICE_NAME)))
@@ -73,7 +151,7 @@ def build_grpc_server(*, host: str, port: int, max_workers: int, thread_name_pre
         raise ValueError(f"cannot bind {host}:{port}: {e}") from None
     if bound_port == 0:
         raise ValueError(f"cannot bind {host}:{port}")
-    bound = BoundServer(server, bound_port, health_servicer, names)
+    bound = BoundServer(server, bound_port, health_servicer, names, undecodable)
     bound.set_serving(serving)
     return bound
 

@@ -202,7 +202,7 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SchedulerServ
     bound = build_grpc_server(
         host=config.host, port=config.port, max_workers=config.max_workers,
         thread_name_prefix="scheduler-rpc",
-        servicers=[(scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, servicer)],
+        servicers=[(scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"], servicer)],
         service_names=[SCHEDULER_SERVICE],
         # Reflection lists InferenceService too: its server is a node, but clients exploring
         # the scheduler should find the whole contract (Submit forwards to it).
