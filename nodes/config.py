@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from nodes.backends import BACKENDS, DEFAULT_BACKEND, describe_models
 from scheduler.options import option, to_argv
+from scheduler.security import SecurityOptions
 
 # The node kinds, with the slots a node of that kind runs unless --slots says otherwise.
 DEFAULT_SLOTS = {"edge": 1, "cloud": 4}
@@ -23,8 +24,8 @@ def node_kinds() -> list[str]:
 
 
 @dataclass(frozen=True)
-class NodeConfig:
-    """Everything `python -m nodes serve` can set."""
+class NodeConfig(SecurityOptions):
+    """Everything `python -m nodes serve` can set (TLS and token: SecurityOptions)."""
 
     node_id: str = option("node", "node id, e.g. edge1", flag="--id", metavar="ID",
                           required=True)
@@ -38,6 +39,9 @@ class NodeConfig:
         "0.0.0.0",  # inside a Mininet host the scheduler and users reach its interface
         "address to bind")
     port: int = option(0, "port to bind; 0: any free port (printed as READY <port>)")
+    metrics_port: int | None = option(
+        None, "serve Prometheus metrics on this port at /metrics (0: any free one); "
+              "off when unset")
     slots: int = option(0, "concurrent requests (0: by kind, " + ", ".join(
         f"{kind} {n}" for kind, n in DEFAULT_SLOTS.items()) + ")")
     queue_capacity: int = option(
@@ -75,6 +79,9 @@ class NodeConfig:
                              f"(got {self.backend!r})")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535] (got {self.port})")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be in [0, 65535] or None "
+                             f"(got {self.metrics_port})")
         for name in ("slots", "queue_capacity", "context_length", "warmup_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")

@@ -9,7 +9,9 @@ import grpc
 
 from nodes.servicer import InferenceServicer
 from perllm.v1 import scheduler_pb2, scheduler_pb2_grpc
+from scheduler.channels import open_channel
 from scheduler.convert import kind_to_proto
+from scheduler.security import Security
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +23,12 @@ class Registrar(threading.Thread):
     any other failure is logged once per kind and retried at the next interval.
     """
 
-    def __init__(self, servicer: InferenceServicer, address: str) -> None:
+    def __init__(self, servicer: InferenceServicer, address: str,
+                 security: Security | None = None) -> None:
         super().__init__(name=f"registrar-{servicer.config.node_id}", daemon=True)
         self.servicer = servicer
         self.address = address
+        self.security = security  # TLS and the token towards the scheduler
         self._stopping = threading.Event()
         self._cond = threading.Condition()
         self.registrations = 0
@@ -57,7 +61,7 @@ class Registrar(threading.Thread):
 
     def run(self) -> None:
         interval_s = self.servicer.config.heartbeat_interval_s
-        channel = grpc.insecure_channel(self.servicer.config.scheduler)
+        channel = open_channel(self.servicer.config.scheduler, self.security)
         stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
         registered = False
         last_error = None

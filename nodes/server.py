@@ -21,6 +21,7 @@ from nodes.registrar import Registrar
 from nodes.servicer import INFERENCE_SERVICE, InferenceServicer
 from perllm.v1 import inference_pb2
 from scheduler.grpc_server import build_grpc_server, wait_for_signal
+from scheduler.security import load_security
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class NodeServer:
     def __init__(self, config: NodeConfig) -> None:
         config.validate()
         self.config = config
+        self.security = load_security(config)
         self.profile = None
         if config.profile:
             from nodes.profile import load_profile
@@ -54,9 +56,15 @@ class NodeServer:
             servicers=[(inference_pb2.DESCRIPTOR.services_by_name["InferenceService"],
                         self.servicer)],
             service_names=(INFERENCE_SERVICE,), max_receive_bytes=MAX_MESSAGE_BYTES,
-            max_send_bytes=MAX_MESSAGE_BYTES, serving=False)  # SERVING once the model loads
+            max_send_bytes=MAX_MESSAGE_BYTES, security=self.security,
+            serving=False)  # SERVING once the model loads
         self.server, self.port = self.bound.server, self.bound.port
         self.health = self.bound.health
+        try:
+            self.servicer.metrics.start(config.host)  # when config.metrics_port is set
+        except ValueError:
+            self.server.stop(None)
+            raise
         self.registrar: Registrar | None = None
         self.load_s = 0.0
 
@@ -93,7 +101,7 @@ class NodeServer:
         """Start registering and heartbeating with `config.scheduler`."""
         if not self.config.scheduler:
             raise ValueError("scheduler must be HOST:PORT to register (got '')")
-        self.registrar = Registrar(self.servicer, self.advertise_address())
+        self.registrar = Registrar(self.servicer, self.advertise_address(), self.security)
         self.registrar.start()
         return self.registrar
 
@@ -113,6 +121,7 @@ class NodeServer:
         self.servicer.slots.wait_until(busy=0, waiting=0, timeout_s=grace_s)
         self.health.enter_graceful_shutdown()
         done = self.server.stop(max(0.0, deadline_s - time.monotonic()))
+        self.servicer.metrics.close()
         if self.registrar is not None:
             self.registrar.join(timeout=self.config.heartbeat_interval_s * 5)
         return done

@@ -22,9 +22,12 @@ from google.protobuf import json_format
 
 from perllm.v1 import (common_pb2, inference_pb2, inference_pb2_grpc, scheduler_pb2,
                        scheduler_pb2_grpc)
+from scheduler.channels import open_channel
 from scheduler.convert import (generate_request, outcome_from_proto, outcome_from_result,
                                outcome_to_proto, service_to_proto)
+from scheduler.options import add_arguments, from_args
 from scheduler.outcome import Outcome, failed_outcome
+from scheduler.security import ClientSecurityOptions, Security, load_security
 from scheduler.service import Service
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -55,8 +58,10 @@ def failed_record(service: Service, arrival_s: float, elapsed_s: float, error: s
 
 
 class Driver:
-    def __init__(self, scheduler: str, mode: str, give_up_s: float, emit) -> None:
-        self.channel = grpc.insecure_channel(scheduler, options=CHANNEL_OPTIONS)
+    def __init__(self, scheduler: str, mode: str, give_up_s: float, emit,
+                 security: Security | None = None) -> None:
+        self.security = security  # TLS and the token, to the scheduler and (advisor) the nodes
+        self.channel = open_channel(scheduler, security, options=CHANNEL_OPTIONS)
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
         self.mode = mode
         self.give_up_s = give_up_s
@@ -67,7 +72,7 @@ class Driver:
     def node_stub(self, address: str) -> inference_pb2_grpc.InferenceServiceStub:
         with self._lock:
             if address not in self._node_channels:
-                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                channel = open_channel(address, self.security, options=CHANNEL_OPTIONS)
                 self._node_channels[address] = inference_pb2_grpc.InferenceServiceStub(channel)
             return self._node_channels[address]
 
@@ -181,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=256)
     parser.add_argument("--wait-nodes", type=int, default=0,
                         help="wait until this many nodes are registered and alive")
+    add_arguments(parser, ClientSecurityOptions)  # --tls-ca, --token-file
     args = parser.parse_args(argv)
+    try:
+        security = load_security(from_args(ClientSecurityOptions, args))
+    except ValueError as e:
+        parser.error(str(e))  # exit status 2
 
     items = load_workload(args.workload)
     nodes = dict(pair.split("=", 1) for pair in args.nodes.split(",") if pair)
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
 
-    driver = Driver(args.scheduler, args.mode, args.give_up_s, emit)
+    driver = Driver(args.scheduler, args.mode, args.give_up_s, emit, security)
     if args.wait_nodes:
         driver.wait_for_nodes(args.wait_nodes, timeout_s=60.0)
     before = driver.node_totals(nodes)

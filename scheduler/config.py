@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from scheduler.options import option, to_argv
+from scheduler.security import SecurityOptions
 
 # Where `python -m scheduler serve` departs from the config's defaults: a CLI user expects a
 # well-known port, while tests and in-process servers bind any free one (port 0).
@@ -25,8 +26,8 @@ def _policy_names() -> list[str]:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    """Everything `python -m scheduler serve` can set."""
+class ServerConfig(SecurityOptions):
+    """Everything `python -m scheduler serve` can set (TLS and token: SecurityOptions)."""
 
     policy: str = option("cs-ucb", "registered policy name", choices=_policy_names)
     seed: int = option(0, "policy RNG seed")
@@ -36,6 +37,9 @@ class ServerConfig:
     # Inside a Mininet host the nodes reach us on its interface, hence every address.
     host: str = option("0.0.0.0", "address to bind")
     port: int = option(0, "port; 0 picks a free one (READY and create_server say which)")
+    metrics_port: int | None = option(
+        None, "serve Prometheus metrics on this port at /metrics (0: any free one); "
+              "off when unset")
     state_file: str | None = option(
         None, "policy state, rewritten atomically after every outcome, loaded at start",
         metavar="PATH")
@@ -62,6 +66,9 @@ class ServerConfig:
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535] (got {self.port})")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be in [0, 65535] or None "
+                             f"(got {self.metrics_port})")
         for name in ("heartbeat_timeout_s", "grace_s", "submit_margin_s"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

@@ -17,9 +17,11 @@ import grpc
 
 from perllm.v1 import inference_pb2, inference_pb2_grpc, scheduler_pb2
 from scheduler import convert
+from scheduler.channels import open_channel
 from scheduler.core import Scheduler
 from scheduler.outcome import Outcome, Status, failed_outcome
 from scheduler.policies.base import Decision, NoNodeError
+from scheduler.security import Security
 from scheduler.service import Service
 
 # Node errors after which Submit tries another node; the others are the request's fault or
@@ -65,9 +67,10 @@ class _Attempt:
 class Gateway:
     """SchedulerService.Submit over a Scheduler, with one channel per node address."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, security: Security | None = None) -> None:
         self.scheduler = scheduler
         self.config = scheduler.config
+        self.security = security  # TLS and the token towards the nodes (scheduler.channels)
         self._stubs: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
         self._channels: list[grpc.Channel] = []
         self._stubs_lock = threading.Lock()
@@ -200,7 +203,7 @@ class Gateway:
         with self._stubs_lock:
             stub = self._stubs.get(address)
             if stub is None:
-                channel = grpc.insecure_channel(address, options=[
+                channel = open_channel(address, self.security, options=[
                     ("grpc.max_receive_message_length", self.config.max_receive_bytes),
                     ("grpc.max_send_message_length", self.config.max_receive_bytes)])
                 self._channels.append(channel)

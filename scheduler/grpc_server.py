@@ -4,10 +4,11 @@
 grpc.health.v1 and server reflection. Requests reach the servicers as bytes and are parsed here:
 grpcio would answer an undecodable message (random bytes, a truncated message, invalid UTF-8 in
 a string field) with INTERNAL and log a traceback per call before any project code runs; here
-it gets INVALID_ARGUMENT with a short reason and at most one log line per interval.
-`wait_for_signal` `wait_for_signal` blocks until SIGTERM or SIGINT (and
-restores the previous handlers), so `serve()` functions stop gracefully: health NOT_SERVING,
-then `server.stop(grace)` (the gRPC graceful-shutdown example's order).
+it gets INVALID_ARGUMENT with a short reason and at most one log line per interval. Given a
+scheduler.security.Security it serves TLS and checks the bearer token; plaintext otherwise.
+`wait_for_signal` blocks until SIGTERM or SIGINT (and restores the previous handlers), so
+`serve()` functions stop gracefully: health NOT_SERVING, then `server.stop(grace)` (the gRPC
+graceful-shutdown example's order).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
+
+from scheduler.security import BearerTokenInterceptor, Security
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +123,12 @@ def build_grpc_server(*, host: str, port: int, max_workers: int, thread_name_pre
                       service_names: Sequence[str], reflected: Sequence[str] = (),
                       max_receive_bytes: int, max_send_bytes: int | None = None,
                       maximum_concurrent_rpcs: int | None = None,
-                      serving: bool = False) -> BoundServer:
+                      serving: bool = False, security: Security | None = None) -> BoundServer:
     """Bind `servicers` (pairs of a service descriptor and its servicer), health, reflection.
 
     `service_names` are the services health reports on (besides ""); `reflected` adds names
-    reflection lists beyond them. ValueError when the address cannot be bound.
+    reflection lists beyond them. `security` (scheduler.security) adds TLS and the token check;
+    None serves plaintext. ValueError when the address cannot be bound.
     """
     options = [("grpc.max_receive_message_length", max_receive_bytes),
                # Without this a second server could silently share an explicit port.
@@ -134,7 +138,9 @@ def build_grpc_server(*, host: str, port: int, max_workers: int, thread_name_pre
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers,
                                    thread_name_prefix=thread_name_prefix),
-        maximum_concurrent_rpcs=maximum_concurrent_rpcs, options=options)
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs, options=options,
+        interceptors=[BearerTokenInterceptor(security.token)] if security and security.token
+        else None)
     undecodable = UndecodableLog()
     for service, servicer in servicers:
         add_parsed_service(server, service, servicer, undecodable)
@@ -146,7 +152,9 @@ def build_grpc_server(*, host: str, port: int, max_workers: int, thread_name_pre
                                  + (health.SERVICE_NAME, reflection.SERVICE_NAME)))
     reflection.enable_server_reflection(listed, server)
     try:
-        bound_port = server.add_insecure_port(f"{host}:{port}")
+        credentials = security.server_credentials() if security else None
+        bound_port = (server.add_secure_port(f"{host}:{port}", credentials) if credentials
+                      else server.add_insecure_port(f"{host}:{port}"))
     except RuntimeError as e:
         raise ValueError(f"cannot bind {host}:{port}: {e}") from None
     if bound_port == 0:

@@ -15,7 +15,6 @@ The state both share (cluster, policy, counters, state file) is scheduler.core's
 from __future__ import annotations
 
 import logging
-import math
 from typing import Callable
 
 import grpc
@@ -29,6 +28,7 @@ from scheduler.core import Scheduler
 from scheduler.gateway import Gateway
 from scheduler.grpc_server import build_grpc_server, wait_for_signal
 from scheduler.policies.base import NoNodeError, Policy, create_policy
+from scheduler.security import Security, load_security
 from scheduler.service import Service
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,11 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     """perllm.v1.SchedulerService over one Scheduler; Submit is the Gateway's."""
 
-    def __init__(self, config: ServerConfig, policy: Policy) -> None:
+    def __init__(self, config: ServerConfig, policy: Policy,
+                 security: Security | None = None) -> None:
         self.config = config
         self.scheduler = Scheduler(config, policy)
-        self.gateway = Gateway(self.scheduler)
+        self.gateway = Gateway(self.scheduler, security)
         self.health: health.HealthServicer | None = None  # set once the server is built
 
     @property
@@ -89,14 +90,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         with self.scheduler.lock:
             known = request.node_id in self.cluster.nodes
             if known:
-                # Rates that are not positive finite numbers count as "unknown" (0), the
-                # proto's meaning of an unset rate, rather than poisoning the estimates.
+                # Rates outside the accepted range count as "unknown" (Cluster.heartbeat).
                 self.cluster.heartbeat(
                     request.node_id, queue_length=max(0, request.queue_length),
                     busy_slots=max(0, request.busy_slots),
-                    prefill_tok_s=_rate_or_unknown(request.prefill_tok_s),
-                    decode_tok_s=_rate_or_unknown(request.decode_tok_s),
-                    link_rate_mbit=_rate_or_unknown(request.link_rate_mbit),
+                    prefill_tok_s=request.prefill_tok_s, decode_tok_s=request.decode_tok_s,
+                    link_rate_mbit=request.link_rate_mbit,
                     # Unset counts as serving: a client that never heard of the field must
                     # not silently drop out of the candidates.
                     serving=request.serving if request.HasField("serving") else True)
@@ -135,6 +134,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 except NoNodeError as e:
                     error = str(e)
                 else:
+                    self.scheduler.metrics.on_decisions(decisions)
                     nodes = self.cluster.nodes
                     return scheduler_pb2.ScheduleBatchResponse(assignments=[
                         convert.decision_to_proto(d, nodes[d.node_id].info.address)
@@ -151,12 +151,20 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             known = outcome.node_id in self.cluster.nodes
             registered = sorted(self.cluster.nodes)
             reward = self.scheduler.reported_reward_locked(outcome.service_id) if known else 0.0
-            if reward is None:  # not a repeat (a client's retry is answered, not re-counted)
+            # The accounting identity (GetStatsResponse): only a service scheduled on that
+            # node, and not yet counted, is counted.
+            scheduled = reward is not None or self.cluster.awaits_outcome(
+                outcome.service_id, outcome.node_id)
+            if reward is None and scheduled:  # a client's retry is answered, not re-counted
                 reward, snapshot = self.scheduler.record_locked(outcome, update_policy=True)
         if not known:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"outcome.node_id {outcome.node_id!r} is not a registered node "
                           f"(registered: {registered})")
+        if not scheduled:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"outcome.service_id {outcome.service_id!r} was not scheduled on "
+                          f"{outcome.node_id!r}: call Schedule or ScheduleBatch first")
         self.scheduler.write_snapshot(snapshot)
         return scheduler_pb2.ReportOutcomeResponse(reward=reward)
 
@@ -180,25 +188,24 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.scheduler.save_state()
 
     def close(self) -> None:
-        """Close the channels to the nodes."""
+        """Close the channels to the nodes and the metrics endpoint."""
         self.gateway.close()
-
-
-def _rate_or_unknown(rate: float) -> float:
-    return rate if rate > 0 and math.isfinite(rate) else 0.0
+        self.scheduler.metrics.close()
 
 
 # --- server lifecycle --------------------------------------------------------------------------
 def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SchedulerServicer]:
-    """A bound, not yet started server; ValueError for a bad config or unknown policy."""
+    """A bound, not yet started server; ValueError for a bad config, unknown policy or a TLS
+    or token file that cannot be used."""
     config.validate()
+    security = load_security(config)
     try:
         policy = create_policy(config.policy, seed=config.seed, **dict(config.policy_params))
     except KeyError as e:  # the registry's message names the policy and the accepted ones
         raise ValueError(e.args[0]) from None
     except TypeError as e:
         raise ValueError(f"bad policy parameters for {config.policy!r}: {e}") from None
-    servicer = SchedulerServicer(config, policy)
+    servicer = SchedulerServicer(config, policy, security)
     bound = build_grpc_server(
         host=config.host, port=config.port, max_workers=config.max_workers,
         thread_name_prefix="scheduler-rpc",
@@ -207,8 +214,13 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SchedulerServ
         # Reflection lists InferenceService too: its server is a node, but clients exploring
         # the scheduler should find the whole contract (Submit forwards to it).
         reflected=[INFERENCE_SERVICE],
-        max_receive_bytes=config.max_receive_bytes, serving=True)
+        max_receive_bytes=config.max_receive_bytes, serving=True, security=security)
     servicer.health = bound.health
+    try:
+        servicer.scheduler.metrics.start(config.host)  # when config.metrics_port is set
+    except ValueError:
+        bound.server.stop(None)
+        raise
     return bound.server, bound.port, servicer
 
 

@@ -22,13 +22,14 @@ from scheduler.policies import POLICIES
 REPO = Path(__file__).resolve().parents[2]
 
 # Every field a value other than its default (and than the CLI's defaults), one per field type:
-# str, int, float, a mapping (nested JSON), str | None and float | None.
+# str, int, float, a mapping (nested JSON), str | None, int | None and float | None.
 EVERY_FIELD_CHANGED = ServerConfig(
     policy="round-robin", seed=7, policy_params={"delta": 0.5, "tiers": {"edge": [1, 2]}},
-    host="127.0.0.1", port=6001, state_file="/run/perllm/state.json",
+    host="127.0.0.1", port=6001, metrics_port=9090, state_file="/run/perllm/state.json",
     bandwidth_feed="/run/perllm/feed.json", heartbeat_timeout_s=2.5, grace_s=0.25,
     max_receive_bytes=1024, max_workers=3, submit_margin_s=0.0, booking_ttl_s=1.5,
-    reported_ids_memory=10)
+    reported_ids_memory=10, tls_cert="/etc/perllm/cert.pem", tls_key="/etc/perllm/key.pem",
+    tls_ca="/etc/perllm/ca.pem", token_file="/etc/perllm/token")
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -51,8 +52,10 @@ def test_the_example_changes_every_cli_field():
 
 @pytest.mark.parametrize("config", [
     EVERY_FIELD_CHANGED,
-    dataclasses.replace(EVERY_FIELD_CHANGED, booking_ttl_s=None, state_file=None),
-    dataclasses.replace(EVERY_FIELD_CHANGED, booking_ttl_s=0.0, policy_params={}),
+    dataclasses.replace(EVERY_FIELD_CHANGED, booking_ttl_s=None, state_file=None,
+                        metrics_port=None),
+    dataclasses.replace(EVERY_FIELD_CHANGED, booking_ttl_s=0.0, policy_params={},
+                        metrics_port=0),
     ServerConfig(),
 ], ids=["every-field", "nones", "zeros", "defaults"])
 def test_a_config_survives_its_command_line(config):
