@@ -20,6 +20,7 @@ import grpc
 
 from nodes.backends import Backend, GenerationParams, InvalidParameter
 from nodes.config import NodeConfig
+from nodes.metrics import NodeMetrics
 from nodes.rates import MeasuredRates
 from nodes.slots import SlotQueue
 from perllm.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -57,6 +58,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.rates = MeasuredRates(profile.prefill_tok_s if profile else 0.0,
                                    profile.decode_tok_s if profile else 0.0)
         self.serving = threading.Event()
+        self.metrics = NodeMetrics(self)  # off unless config.metrics_port is set
         self._done_lock = threading.Lock()
         self.requests_done = 0
         self._request_seq = 0
@@ -64,6 +66,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     # -- Generate -------------------------------------------------------------------------
 
     def Generate(self, request, context) -> Iterator[inference_pb2.GenerateResponse]:
+        return self.metrics.counted(self._generate(request, context), context)
+
+    def _generate(self, request, context) -> Iterator[inference_pb2.GenerateResponse]:
         received_unix_s = time.time()
         received_s = time.monotonic()
         if not self.serving.is_set():
@@ -171,6 +176,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if cancelled.wait(due_s - now):
                         break
                     now = time.monotonic()
+                if schedule is not None:
+                    self.metrics.on_paced_token(now - due_s)
                 if k == 1:
                     first_emit_s = now
                 last_emit_s = now

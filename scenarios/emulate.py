@@ -32,6 +32,10 @@ from scheduler.outcome import Outcome, failed_outcome
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_PORT = 50051
 NODE_PORT = 50061
+# Prometheus /metrics of each process, scraped into <policy_dir>/metrics/ after its workload.
+SCHEDULER_METRICS_PORT = 9090
+NODE_METRICS_PORT = 9100
+SCRAPE_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 120.0
 
 
@@ -82,7 +86,8 @@ def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str
     group = spec.nodes.cloud if kind == "cloud" else spec.nodes.edge
     return node_serve_argv(NodeConfig(
         node_id=name, kind=kind, backend=group.backend, model=str(group.model),
-        profile=group.profile or "", port=NODE_PORT, slots=group.slots,
+        profile=group.profile or "", port=NODE_PORT, metrics_port=NODE_METRICS_PORT,
+        slots=group.slots,
         queue_capacity=group.queue_capacity, scheduler=f"{user_ip}:{SCHEDULER_PORT}",
         advertise=f"{ip}:{NODE_PORT}", link_rate_mbit=spec.topology.nominal_rate_mbit(name),
         j_per_bit=spec.topology.j_per_bit(name),
@@ -106,7 +111,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         sched_log = policy_dir / "scheduler.log"
         sched_argv = serve_argv(ServerConfig(
             policy=policy, seed=spec.seed, policy_params=spec.policy_params.get(policy, {}),
-            port=SCHEDULER_PORT, heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s,
+            port=SCHEDULER_PORT, metrics_port=SCHEDULER_METRICS_PORT,
+            heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s,
             state_file=str(policy_dir / "scheduler-state.json"),
             # Submit may run as long as the driver waits (give_up_s), so a late service ends
             # as missed with its true time, not cut at its requirement.
@@ -161,6 +167,7 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         faults.stop()
         driver.wait()
         tb.stop_fluctuation()
+        scrape_metrics(tb, hosts, policy_dir / "metrics", env)
         counters = tb.transmission()
         result.links = [LinkRow(policy=policy, time_s=max(0.0, c.time_s - trace_t0_s),
                                 link=c.link, rate_mbit=c.rate_mbit) for c in tb.rate_log]
@@ -181,6 +188,23 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         raise RunError(f"{policy}: {len(set(ids))} distinct outcomes ({len(ids)} rows) for "
                        f"{n_requests} services: the accounting identity does not hold")
     return result
+
+
+def scrape_metrics(tb, hosts: list[str], out_dir: Path, env: dict[str, str]) -> None:
+    """Every process's /metrics text into out_dir/<name>.prom, fetched from the user host;
+    a scrape that fails is reported in its file (or here), never fails the run."""
+    targets = [f"scheduler=http://127.0.0.1:{SCHEDULER_METRICS_PORT}/metrics"] + [
+        f"{name}=http://{tb.ip(name)}:{NODE_METRICS_PORT}/metrics" for name in hosts]
+    proc = tb.popen("user", [sys.executable, "-m", "scenarios.scrape", str(out_dir), *targets],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=SCRAPE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    if proc.returncode != 0:
+        print(f"warning: scraping the metrics into {out_dir} failed (exit code "
+              f"{proc.returncode}): {err.strip()[-500:]}", file=sys.stderr)
 
 
 def attribute_transmission(outcomes: list[tuple[Outcome, float]], counters: dict

@@ -16,6 +16,7 @@ from typing import Iterator
 from scheduler.bandwidth_feed import DOWN_LINK_RATE_MBIT, BandwidthFeed
 from scheduler.cluster import Cluster, NodeInfo
 from scheduler.config import ServerConfig
+from scheduler.metrics import SchedulerMetrics
 from scheduler.outcome import Outcome
 from scheduler.policies.base import Decision, NoNodeError, Policy
 from scheduler.service import Service
@@ -35,6 +36,7 @@ class Scheduler:
                                booking_ttl_s=config.booking_ttl_s)
         self.counters = {"met": 0, "missed": 0, "failed": 0}
         self.lock = threading.Lock()  # cluster, policy, counters, Submit runs
+        self.metrics = SchedulerMetrics(self)  # off unless config.metrics_port is set
         # service_id -> reward of the last outcomes recorded, oldest first: a repeated
         # ReportOutcome (a retry after a lost response) is answered from here, not re-counted.
         self._reported: OrderedDict[str, float] = OrderedDict()
@@ -102,6 +104,7 @@ class Scheduler:
             raise NoNodeError(self.no_node_message_locked() or "every node was excluded") \
                 from None
         self.cluster.on_assign(service, decision.prediction)
+        self.metrics.on_decision(decision)
         return decision, self.cluster.nodes[decision.node_id].info.address
 
     # --- outcomes ----------------------------------------------------------------------------
@@ -111,11 +114,13 @@ class Scheduler:
         self.cluster.on_complete(outcome)
         reward = self.policy.update(outcome) if update_policy else 0.0
         self.count_locked(outcome.service_id, outcome.status.value, reward)
+        self.metrics.on_outcome(outcome)
         return reward, self.snapshot_locked()
 
     def count_locked(self, service_id: str, status: str, reward: float) -> None:
         """Count a service's outcome in the counters and remember its reward for repeats."""
         self.counters[status] += 1
+        self.metrics.on_status(status)
         self._reported[service_id] = reward
         self._reported.move_to_end(service_id)
         if len(self._reported) > self.config.reported_ids_memory:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from scenarios.spec import load_spec
 
@@ -61,6 +62,12 @@ def test_smoke_writes_results_for_every_policy(tmp_path):
         assert energy["transmission"] > 0 and energy["inference"] > 0
         finished = [r for r in mine if r["status"] != "failed"]
         assert finished, f"{policy}: nothing finished"
+        # The scheduler's own counters, scraped into the run folder, agree with the rows.
+        prom = (run_dir / "logs" / policy / "metrics" / "scheduler.prom").read_text()
+        counted = {s.labels["status"]: s.value for family in text_string_to_metric_families(prom)
+                   for s in family.samples if s.name == "perllm_scheduler_outcomes_total"}
+        assert counted == {status: float(figures[status]) for status in
+                           ("met", "missed", "failed") if figures[status]}
         assert all(int(r["tokens_out"]) > 0 for r in finished)
     with (run_dir / "links.csv").open() as f:
         assert len(list(csv.DictReader(f))) >= len(spec.policies) * len(

@@ -513,7 +513,8 @@ def test_serve_argv_round_trips_a_config_through_the_cli(monkeypatch):
 
     config = NodeConfig(node_id="cloud", kind="cloud", backend="transformers",
                         model="models/tiny-hf", profile="a100/llama2-13b", port=50061,
-                        slots=3, queue_capacity=9, chunk_interval_s=0.125, grace_s=1.5,
+                        metrics_port=9100, slots=3, queue_capacity=9, chunk_interval_s=0.125,
+                        grace_s=1.5,
                         scheduler="10.0.0.1:50051", advertise="10.0.0.3:50061",
                         link_rate_mbit=12.5, j_per_bit=2.5e-8, heartbeat_interval_s=0.2)
     argv = serve_argv(config)
