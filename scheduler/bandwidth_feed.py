@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+from scheduler.limits import MAX_RATE_MBIT, check_number
+
 log = logging.getLogger(__name__)
 
 # A link the feed reports as down (rate 0) still needs a positive rate for the prediction; this
@@ -43,6 +45,8 @@ class BandwidthFeed:
             data = json.loads(self.path.read_bytes())
             rates = data["rates_mbit"]
             parsed = {str(k): float(v) for k, v in rates.items()}
+            for node_id, rate in parsed.items():  # 0: the link is down
+                check_number(f"rates_mbit.{node_id}", rate, 0, MAX_RATE_MBIT)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("bandwidth feed %s unreadable, keeping the last rates: %s", self.path, e)
             return False

@@ -32,6 +32,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
+from scheduler.limits import (MAX_POWER_W, MAX_RATE_MBIT, MAX_RATE_TOK_S, MAX_J_PER_BIT,
+                              MAX_SLOTS, MAX_SLOWDOWN, check_number)
 from scheduler.outcome import Outcome, Status
 from scheduler.service import Service
 
@@ -66,19 +68,18 @@ class NodeInfo:
             raise ValueError(f"address must not be empty (got {self.address!r})")
         if self.kind not in NODE_KINDS:
             raise ValueError(f"kind must be one of {NODE_KINDS} (got {self.kind!r})")
-        if self.slots <= 0:
-            raise ValueError(f"slots must be > 0 (got {self.slots})")
-        if not self.link_rate_mbit > 0:
-            raise ValueError(f"link_rate_mbit must be > 0 (got {self.link_rate_mbit})")
-        for name in ("idle_power_w", "max_power_w", "prefill_tok_s", "decode_tok_s",
-                     "transmission_j_per_bit", "concurrency_slowdown"):
-            if not getattr(self, name) >= 0:  # also rejects NaN
-                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        # Ranges: scheduler.limits (every number finite, so every prediction is too).
+        check_number("slots", self.slots, 1, MAX_SLOTS)
+        check_number("queue_capacity", self.queue_capacity, 0, MAX_SLOTS)
+        check_number("link_rate_mbit", self.link_rate_mbit, 0, MAX_RATE_MBIT, low_open=True)
+        for name, high in (("idle_power_w", MAX_POWER_W), ("max_power_w", MAX_POWER_W),
+                           ("prefill_tok_s", MAX_RATE_TOK_S), ("decode_tok_s", MAX_RATE_TOK_S),
+                           ("transmission_j_per_bit", MAX_J_PER_BIT),
+                           ("concurrency_slowdown", MAX_SLOWDOWN)):
+            check_number(name, getattr(self, name), 0, high)
         if self.max_power_w < self.idle_power_w:
             raise ValueError(
                 f"max_power_w must be >= idle_power_w (got {self.max_power_w} < {self.idle_power_w})")
-        if self.queue_capacity < 0:
-            raise ValueError(f"queue_capacity must be >= 0 (got {self.queue_capacity})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,10 @@ class Cluster:
         self._expiries: list[tuple[float, int, str, str]] = []
         self._booking_seq = 0
         self._abandoned = 0
-        self._abandoned_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # service_id -> node_id of its booking, and of its dropped booking (abandoned): a
+        # service id names one service, booked on one node at a time.
+        self._booked_on: dict[str, str] = {}
+        self._abandoned_ids: OrderedDict[str, str] = OrderedDict()
 
     # --- events -------------------------------------------------------------------------
     def register(self, info: NodeInfo) -> NodeState:
@@ -244,18 +248,18 @@ class Cluster:
         node.last_heartbeat_s = self.clock()
         node.alive = True
         node.queue_length, node.busy_slots, node.serving = queue_length, busy_slots, serving
+        # A rate outside (0, max] (NaN included) is "unknown", the proto's meaning of unset.
         if self.learn_rates:
-            if prefill_tok_s > 0:
+            if 0 < prefill_tok_s <= MAX_RATE_TOK_S:
                 node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill_tok_s)
-            if decode_tok_s > 0:
+            if 0 < decode_tok_s <= MAX_RATE_TOK_S:
                 node.decode_tok_s = self._smooth(node.decode_tok_s, decode_tok_s)
-        if link_rate_mbit > 0:
+        if 0 < link_rate_mbit <= MAX_RATE_MBIT:
             node.bandwidth_mbit = link_rate_mbit
 
     def set_bandwidth(self, node_id: str, rate_mbit: float) -> None:
         """Feed the current bandwidth of a node's link (the true or a measured rate)."""
-        if not (rate_mbit > 0 and math.isfinite(rate_mbit)):
-            raise ValueError(f"rate_mbit must be > 0 (got {rate_mbit})")
+        check_number("rate_mbit", rate_mbit, 0, MAX_RATE_MBIT, low_open=True)
         self.node(node_id).bandwidth_mbit = rate_mbit
 
     def set_rates(self, node_id: str, prefill_tok_s: float, decode_tok_s: float) -> None:
@@ -270,10 +274,12 @@ class Cluster:
         """Book a decided service on its node so the next predictions see the load."""
         node = self.node(prediction.node_id)
         now = self.clock()
-        old = node.inflight.pop(service.id, None)
-        if old is not None:  # booked again (a retry): replace, never count twice
-            _remove(node.finishes_s, old.finish_s)
-            _remove(node.upload_ends_s, old.upload_end_s)
+        # Booked again (a client's retry, maybe on another node): replace, never count twice.
+        previous = self._booked_on.get(service.id)
+        if previous is not None:
+            self._release(self.nodes[previous], service.id)
+        if self._abandoned_ids.pop(service.id, None) is not None:
+            self._abandoned -= 1  # counted by its new booking from now on
         finish_s = now + prediction.total_s
         ttl_s = (service.deadline_s + self.heartbeat_timeout_s if self.booking_ttl_s is None
                  else self.booking_ttl_s)
@@ -284,6 +290,7 @@ class Cluster:
             concurrency=min(len(node.inflight) + 1, node.info.slots),
             expires_s=finish_s + ttl_s)
         node.inflight[service.id] = booking
+        self._booked_on[service.id] = node.node_id
         insort(node.finishes_s, booking.finish_s)
         insort(node.upload_ends_s, booking.upload_end_s)
         node.assigned += 1
@@ -309,13 +316,11 @@ class Cluster:
         if node is None:
             return
         booking = self._release(node, outcome.service_id)
-        if booking is None and self._abandoned_ids:
+        if booking is None and self._abandoned_ids.get(outcome.service_id) == outcome.node_id:
             # Its booking was dropped as abandoned, but the outcome came after all: it counts
             # once, as this outcome.
-            key = (outcome.node_id, outcome.service_id)
-            if key in self._abandoned_ids:
-                del self._abandoned_ids[key]
-                self._abandoned -= 1
+            del self._abandoned_ids[outcome.service_id]
+            self._abandoned -= 1
         if outcome.status is Status.FAILED or not self.learn_rates:
             return
         if outcome.inference_s > 0 and outcome.tokens_out > 0:
@@ -327,9 +332,11 @@ class Cluster:
             predicted_s = (outcome.tokens_in / node.prefill_tok_s
                            + outcome.tokens_out / node.decode_tok_s) * slowdown
             ratio = outcome.inference_s / predicted_s  # > 1: the node is slower than believed
-            if math.isfinite(ratio) and ratio > 0:
-                node.prefill_tok_s = self._smooth(node.prefill_tok_s, node.prefill_tok_s / ratio)
-                node.decode_tok_s = self._smooth(node.decode_tok_s, node.decode_tok_s / ratio)
+            prefill, decode = node.prefill_tok_s / ratio, node.decode_tok_s / ratio
+            # Learned rates stay in the range a node may declare (scheduler.limits): finite.
+            if 0 < prefill <= MAX_RATE_TOK_S and 0 < decode <= MAX_RATE_TOK_S:
+                node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill)
+                node.decode_tok_s = self._smooth(node.decode_tok_s, decode)
         # Bandwidth comes from the link's rate feed, not from one noisy transfer.
 
     def expire(self) -> list[str]:
@@ -366,6 +373,13 @@ class Cluster:
                 dropped += 1
         return dropped
 
+    def awaits_outcome(self, service_id: str, node_id: str) -> bool:
+        """Whether `service_id` was scheduled on `node_id` and its outcome has not come:
+        booked there, or its booking dropped as abandoned (a late outcome still counts)."""
+        node = self.nodes.get(node_id)
+        return node is not None and (service_id in node.inflight
+                                     or self._abandoned_ids.get(service_id) == node_id)
+
     @property
     def abandoned(self) -> int:
         """Bookings dropped (overdue, or their node died) whose outcome has not arrived."""
@@ -374,14 +388,14 @@ class Cluster:
     def _abandon(self, node: NodeState, service_id: str) -> None:
         self._release(node, service_id)
         self._abandoned += 1
-        self._abandoned_ids[(node.node_id, service_id)] = None
+        self._abandoned_ids[service_id] = node.node_id
         if len(self._abandoned_ids) > ABANDONED_MEMORY:
             self._abandoned_ids.popitem(last=False)
 
-    @staticmethod
-    def _release(node: NodeState, service_id: str) -> Booking | None:
+    def _release(self, node: NodeState, service_id: str) -> Booking | None:
         booking = node.inflight.pop(service_id, None)
         if booking is not None:
+            del self._booked_on[service_id]
             _remove(node.finishes_s, booking.finish_s)
             _remove(node.upload_ends_s, booking.upload_end_s)
         return booking

@@ -12,6 +12,8 @@ import math
 
 from perllm.v1 import common_pb2, inference_pb2, scheduler_pb2
 from scheduler.cluster import CLOUD, EDGE, NodeInfo, NodeState
+from scheduler.limits import (MAX_ATTEMPTS, MAX_BYTES, MAX_DURATION_S, MAX_ENERGY_J, MAX_TOKENS,
+                              check_address, check_number)
 from scheduler.outcome import Energy, Outcome, Status, completed_outcome
 from scheduler.policies.base import ArmStat, Decision
 from scheduler.service import Service
@@ -51,8 +53,6 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     if pb.HasField("sampling"):
         sampling = dict(temperature=pb.sampling.temperature, top_k=pb.sampling.top_k,
                         seed=pb.sampling.seed)
-    if not math.isfinite(pb.deadline_s):
-        raise ValueError(f"service.deadline_s must be finite and > 0 (got {pb.deadline_s})")
     service = Service(
         id=pb.id, prompt=pb.prompt, input_bytes=input_bytes,
         max_new_tokens=pb.max_new_tokens, deadline_s=pb.deadline_s,
@@ -88,10 +88,8 @@ def node_info_from_proto(pb: scheduler_pb2.RegisterNodeRequest) -> NodeInfo:
         concurrency_slowdown=pb.concurrency_slowdown)
     if pb.queue_capacity:  # 0 on the wire means "not declared": keep NodeInfo's default
         kwargs["queue_capacity"] = pb.queue_capacity
-    for name in ("link_rate_mbit", "idle_power_w", "max_power_w", "prefill_tok_s",
-                 "decode_tok_s", "transmission_j_per_bit", "concurrency_slowdown"):
-        if not math.isfinite(kwargs[name]):
-            raise ValueError(f"{name} must be finite (got {kwargs[name]})")
+    # The gateway and clients dial this address: it must be one gRPC can dial.
+    check_address("address", pb.address)
     info = NodeInfo(**kwargs)
     info.validate()
     return info
@@ -145,8 +143,12 @@ def energy_to_proto(energy: Energy) -> common_pb2.EnergyBreakdown:
         idle_method=_METHOD_TO_PB.get(energy.idle_method, 0))
 
 
-_NONNEGATIVE_OUTCOME_FIELDS = ("transmission_s", "queueing_s", "inference_s", "total_s",
-                               "tokens_in", "tokens_out", "input_bytes")
+# Each field's accepted range (scheduler.limits): the sum of the energy parts and eq. 4's reward
+# computed from them stay finite.
+_OUTCOME_RANGES = (("transmission_s", MAX_DURATION_S), ("queueing_s", MAX_DURATION_S),
+                   ("inference_s", MAX_DURATION_S), ("total_s", MAX_DURATION_S),
+                   ("tokens_in", MAX_TOKENS), ("tokens_out", MAX_TOKENS),
+                   ("input_bytes", MAX_BYTES), ("attempts", MAX_ATTEMPTS))
 
 
 def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
@@ -158,16 +160,11 @@ def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
         raise ValueError(f"outcome.status must be MET, MISSED or FAILED (got {pb.status})")
     if not pb.service_id:
         raise ValueError(f"outcome.service_id must not be empty (got {pb.service_id!r})")
-    for name in _NONNEGATIVE_OUTCOME_FIELDS:
-        value = getattr(pb, name)
-        if not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"outcome.{name} must be >= 0 (got {value})")
+    for name, high in _OUTCOME_RANGES:
+        check_number(f"outcome.{name}", getattr(pb, name), 0, high)
     for name in ("transmission_j", "inference_j", "idle_j"):
-        value = getattr(pb.energy, name)
-        if not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"outcome.energy.{name} must be >= 0 (got {value})")
-    if not (pb.deadline_s > 0 and math.isfinite(pb.deadline_s)):
-        raise ValueError(f"outcome.deadline_s must be > 0 (got {pb.deadline_s})")
+        check_number(f"outcome.energy.{name}", getattr(pb.energy, name), 0, MAX_ENERGY_J)
+    check_number("outcome.deadline_s", pb.deadline_s, 0, MAX_DURATION_S, low_open=True)
     if math.isnan(pb.constraint_f):
         raise ValueError(f"outcome.constraint_f must be a number (got {pb.constraint_f})")
     # A decision on a down link has f = -inf; clients echo it back. The reward bounds f to
@@ -236,7 +233,7 @@ def outcome_from_result(service: Service, node_id: str, result: inference_pb2.Ge
 
     Mininet hosts share one clock, so the node's arrival time minus the send time is the
     upload over the shaped link. total_s is what the user waited (call start to last token).
-    The node's energy passes ReportOutcome's checks: a negative or non-finite part (a
+    The node's energy passes ReportOutcome's checks: a part outside [0, MAX_ENERGY_J] (a
     misbehaving node) is taken as unknown (0) rather than learned. transmission_j is the
     caller's model (bytes x J/bit); the emulated runner attributes interface counters later.
     """
@@ -257,4 +254,4 @@ def outcome_from_result(service: Service, node_id: str, result: inference_pb2.Ge
 
 
 def _energy_j(value: float) -> float:
-    return value if value >= 0 and math.isfinite(value) else 0.0
+    return value if 0 <= value <= MAX_ENERGY_J else 0.0  # NaN fails both comparisons

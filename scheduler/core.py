@@ -126,6 +126,17 @@ class Scheduler:
         if len(self._reported) > self.config.reported_ids_memory:
             self._reported.popitem(last=False)
 
+    def counted_message_locked(self, service_ids: list[str]) -> str | None:
+        """Why these services cannot be scheduled (one already has its outcome), or None.
+
+        A service id names one service: scheduling it again after its outcome was counted
+        would count it twice (GetStatsResponse's accounting identity)."""
+        for service_id in service_ids:
+            if service_id in self._reported:
+                return (f"service.id {service_id!r} already has its outcome: give each "
+                        f"service its own id")
+        return None
+
     def reported_reward_locked(self, service_id: str) -> float | None:
         """The reward of an outcome already recorded for `service_id`, else None."""
         return self._reported.get(service_id)

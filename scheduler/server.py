@@ -107,12 +107,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def Schedule(self, request, context):
         service = self._service_or_abort(request.service, context)
         with self.scheduler.lock:
-            try:
-                decision, address = self.scheduler.decide_locked(service)
-            except NoNodeError as e:
-                error = str(e)
-            else:
-                return convert.decision_to_proto(decision, address)
+            counted = self.scheduler.counted_message_locked([service.id])
+            if counted is None:
+                try:
+                    decision, address = self.scheduler.decide_locked(service)
+                except NoNodeError as e:
+                    error = str(e)
+                else:
+                    return convert.decision_to_proto(decision, address)
+        if counted is not None:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, counted)
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
 
     def ScheduleBatch(self, request, context):
@@ -125,9 +129,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not services:
             return scheduler_pb2.ScheduleBatchResponse()
         with self.scheduler.lock:
+            counted = self.scheduler.counted_message_locked([s.id for s in services])
             self.scheduler.refresh_locked()
             error = self.scheduler.no_node_message_locked()
-            if error is None:
+            if error is None and counted is None:
                 try:
                     # select_batch books every decision on the cluster itself (base.py).
                     decisions = self.policy.select_batch(services, self.cluster)
@@ -139,6 +144,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     return scheduler_pb2.ScheduleBatchResponse(assignments=[
                         convert.decision_to_proto(d, nodes[d.node_id].info.address)
                         for d in decisions])
+        if counted is not None:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, counted)
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
 
     def ReportOutcome(self, request, context):
@@ -181,6 +188,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def Submit(self, request, context):
         service = self._service_or_abort(request.service, context)
+        with self.scheduler.lock:
+            counted = self.scheduler.counted_message_locked([service.id])
+        if counted is not None:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, counted)
         return self.gateway.submit(service, request.service.attachment, context)
 
     def save_state(self) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scheduler.limits import (MAX_BYTES, MAX_DURATION_S, MAX_TEMPERATURE, MAX_TOKENS,
+                              MAX_TOP_K, check_number)
+
 
 @dataclass(frozen=True, slots=True)
 class Service:
@@ -24,18 +27,13 @@ class Service:
             raise ValueError(f"service.id must not be empty (got {self.id!r})")
         if not self.prompt:
             raise ValueError(f"service.prompt must not be empty (got {self.prompt!r})")
-        if self.input_bytes < 0:
-            raise ValueError(f"service.input_bytes must be >= 0 (got {self.input_bytes})")
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"service.max_new_tokens must be > 0 (got {self.max_new_tokens})")
-        if not self.deadline_s > 0:
-            raise ValueError(f"service.deadline_s must be > 0 (got {self.deadline_s})")
-        if self.prompt_tokens < 0:
-            raise ValueError(f"service.prompt_tokens must be >= 0 (got {self.prompt_tokens})")
-        if self.temperature < 0:
-            raise ValueError(f"service.temperature must be >= 0 (got {self.temperature})")
-        if self.top_k < 0:
-            raise ValueError(f"service.top_k must be >= 0 (got {self.top_k})")
+        # Ranges: scheduler.limits (every number finite, so every prediction is too).
+        check_number("service.input_bytes", self.input_bytes, 0, MAX_BYTES)
+        check_number("service.max_new_tokens", self.max_new_tokens, 1, MAX_TOKENS)
+        check_number("service.deadline_s", self.deadline_s, 0, MAX_DURATION_S, low_open=True)
+        check_number("service.prompt_tokens", self.prompt_tokens, 0, MAX_TOKENS)
+        check_number("service.temperature", self.temperature, 0, MAX_TEMPERATURE)
+        check_number("service.top_k", self.top_k, 0, MAX_TOP_K)
 
     @property
     def estimated_prompt_tokens(self) -> int:

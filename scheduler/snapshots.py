@@ -11,7 +11,7 @@ import threading
 import time
 
 from scheduler.policies.base import Policy
-from scheduler.state_store import encode_state, load_state, write_atomic
+from scheduler.state_store import StateFileError, encode_state, load_state, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,24 @@ class StateSnapshots:
         if state.get("policy") != policy.name:
             raise ValueError(f"state file {self.path!r} holds policy {state.get('policy')!r}, "
                              f"not {policy.name!r}: use another --state-file")
-        policy.load_state_dict(state["policy_state"])
+        # Everything is checked before anything is changed: never half-loaded.
+        saved = state.get("counters", {})
+        loaded = {}
         for key in counters:
-            counters[key] = int(state.get("counters", {}).get(key, 0))
+            value = saved.get(key, 0) if isinstance(saved, dict) else saved
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StateFileError(f"state file {self.path!r}: counters.{key} must be an "
+                                     f"integer >= 0 (got {value!r})")
+            loaded[key] = value
+        policy_state = state.get("policy_state")
+        if not isinstance(policy_state, dict):
+            raise StateFileError(f"state file {self.path!r}: policy_state must be an object "
+                                 f"(got {policy_state!r})")
+        try:
+            policy.load_state_dict(policy_state)
+        except ValueError as e:
+            raise StateFileError(f"state file {self.path!r}: policy_state: {e}") from None
+        counters.update(loaded)
         log.info("loaded policy state from %s (t=%d)", self.path, policy.t)
 
     def take(self, policy: Policy, counters: dict[str, int]) -> Snapshot:

@@ -139,7 +139,7 @@ class _Run:
             self.nodes[s.node_id] = SimNode(env, s.node_id, s.kind, s.model, s.slots,
                                             s.queue_capacity)
             self.cluster.register(NodeInfo(
-                node_id=s.node_id, address=f"sim:{s.node_id}", kind=s.kind, slots=s.slots,
+                node_id=s.node_id, address=f"unix:/sim/{s.node_id}", kind=s.kind, slots=s.slots,
                 link_rate_mbit=s.link_rate_mbit, profile=s.profile,
                 idle_power_w=s.model.idle_power_w, max_power_w=s.model.max_power_w,
                 prefill_tok_s=s.model.prefill_tok_s, decode_tok_s=s.model.decode_tok_s,

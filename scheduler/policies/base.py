@@ -140,9 +140,25 @@ class Policy(ABC):
         return {"t": self.t, "rng": list(self.rng.getstate()[1]), "rng_pos": self.rng.getstate()[2]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.t = int(state.get("t", 0))
+        """Restore what state_dict saved; ValueError names the bad key and value, and nothing
+        is changed unless all of it is valid."""
+        t = state.get("t", 0)
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ValueError(f"state.t must be an integer >= 0 (got {t!r})")
+        rng = None
         if "rng" in state:
-            self.rng.setstate((3, tuple(state["rng"]), state.get("rng_pos")))
+            words, pos = state["rng"], state.get("rng_pos")
+            rng = random.Random()
+            try:
+                if not all(isinstance(w, int) and not isinstance(w, bool) for w in words):
+                    raise TypeError("a word is not an integer")
+                rng.setstate((3, tuple(words), pos))
+            except (TypeError, ValueError, OverflowError) as e:
+                raise ValueError(f"state.rng is not a Mersenne Twister state ({e}; "
+                                 f"rng_pos {pos!r})") from None
+        self.t = t
+        if rng is not None:
+            self.rng.setstate(rng.getstate())
 
 
 POLICIES: Registry[type[Policy]] = Registry("policy")

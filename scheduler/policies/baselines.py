@@ -220,8 +220,11 @@ class RoundRobin(Policy):
         return {**super().state_dict(), "last": self._last}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        last = state.get("last")
+        if last is not None and not isinstance(last, str):
+            raise ValueError(f"state.last must be a node id or null (got {last!r})")
         super().load_state_dict(state)
-        self._last = state.get("last")
+        self._last = last
 
 
 @register_policy("random")

@@ -31,16 +31,20 @@ rewards αβ < 1 raises the bar: the regret can be positive even on the best arm
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from scheduler.cluster import CLOUD, Cluster
+from scheduler.limits import MAX_REWARD
 from scheduler.outcome import Outcome, Status
 from scheduler.policies.base import (ArmStat, Decision, PolicyConfig, Policy, register_policy,
                                      require_candidates)
 from scheduler.reward import measured_f, reward
 from scheduler.service import Service
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
@@ -193,6 +197,12 @@ class CsUcb(Policy):
         r = reward(outcome.energy, f, lam=c.lam, omega_tran=c.omega_tran,
                    omega_infer=c.omega_infer, omega_idle=c.omega_idle,
                    energy_ref_j=c.energy_ref_j)
+        # The learner never stores a non-finite value, whatever a front end feeds it (the
+        # gRPC service checks ranges; the simulator and library callers may not).
+        if not (math.isfinite(f) and math.isfinite(r) and abs(r) <= MAX_REWARD):
+            log.warning("cs-ucb: outcome of %s on %s not learned: reward %r, f %r out of range",
+                        outcome.service_id, outcome.node_id, r, f)
+            return 0.0
         ctx = self._contexts.get(outcome.service_class)
         if ctx is None:
             ctx = self._contexts[outcome.service_class] = _Context()
@@ -275,16 +285,38 @@ class CsUcb(Policy):
         contexts: dict[str, _Context] = {}
         try:
             for cls, c in state.get("classes", {}).items():
+                key = f"classes.{cls}"
                 ctx = contexts[cls] = _Context()
-                ctx.selections, ctx.plays = int(c["selections"]), int(c["plays"])
-                ctx.reward_sum = float(c["reward_sum"])
+                ctx.selections = _count(c, "selections", key)
+                ctx.plays = _count(c, "plays", key)
+                ctx.reward_sum = _sum(c, "reward_sum", key, ctx.plays)
                 for node_id, a in c["arms"].items():
+                    arm_key = f"{key}.arms.{node_id}"
                     arm = ctx.arms[node_id] = _Arm()
-                    arm.selections, arm.plays = int(a["selections"]), int(a["plays"])
-                    arm.reward_sum = float(a["reward_sum"])
-                    arm.violation_sum = float(a["violation_sum"])
-                    arm.met = int(a["met"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    arm.selections = _count(a, "selections", arm_key)
+                    arm.plays = _count(a, "plays", arm_key)
+                    arm.reward_sum = _sum(a, "reward_sum", arm_key, arm.plays)
+                    arm.violation_sum = _sum(a, "violation_sum", arm_key, arm.plays)
+                    arm.met = _count(a, "met", arm_key)
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"state.classes is malformed: {exc!r}") from None
         super().load_state_dict(state)
         self._contexts = contexts
+
+
+def _count(record: dict, name: str, key: str) -> int:
+    """A count from a state file: an integer >= 0 (ValueError names the key and the value)."""
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"state.{key}.{name} must be an integer >= 0 (got {value!r})")
+    return value
+
+
+def _sum(record: dict, name: str, key: str, plays: int) -> float:
+    """A sum of per-outcome values from a state file: finite, at most plays x MAX_REWARD."""
+    value = record[name]
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or abs(value) > max(plays, 1) * MAX_REWARD):
+        raise ValueError(f"state.{key}.{name} must be a finite number of magnitude <= "
+                         f"{max(plays, 1) * MAX_REWARD:g} (got {value!r})")
+    return float(value)

@@ -8,6 +8,7 @@ registration order), so the tests pin the server's behaviour, not a policy's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from concurrent import futures
@@ -149,6 +150,20 @@ def register(stub, *node_ids: str, **kw) -> None:
                           timeout=RPC_TIMEOUT_S)
 
 
+def schedule(stub, service_id: str = "s1") -> str:
+    """Schedule a service through the API; the node chosen."""
+    return stub.Schedule(scheduler_pb2.ScheduleRequest(service=service_pb(service_id)),
+                         timeout=RPC_TIMEOUT_S).node_id
+
+
+def book(srv, service_id: str, node_id: str) -> None:
+    """Book a service on a given node as Schedule does (tests that need a particular node)."""
+    service = convert.service_from_proto(service_pb(service_id))
+    with srv.servicer.scheduler.lock:
+        cluster = srv.servicer.cluster
+        cluster.on_assign(service, cluster.predict(service, node_id))
+
+
 def code_of(call, *args, **kw) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
         call(*args, timeout=RPC_TIMEOUT_S, **kw)
@@ -211,6 +226,7 @@ def test_report_outcome_learns_releases_and_counts(srv):
     reply = srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(
         outcome=outcome_pb("edge1")), timeout=RPC_TIMEOUT_S)
     assert reply.reward == 1.0
+    book(srv, "s2", "edge2")
     srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
         "edge2", service_id="s2", status=common_pb2.OUTCOME_STATUS_MISSED, total_s=11.0)),
         timeout=RPC_TIMEOUT_S)
@@ -247,10 +263,10 @@ def test_register_same_address_again_is_an_update(srv):
 # --- bad input ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fields, needle", [
     (dict(prompt=""), "service.prompt"),
-    (dict(deadline_s=0.0), "service.deadline_s must be > 0 (got 0.0)"),
-    (dict(deadline_s=-2.5), "service.deadline_s must be > 0 (got -2.5)"),
-    (dict(max_new_tokens=0), "service.max_new_tokens must be > 0 (got 0)"),
-    (dict(input_bytes=-1), "service.input_bytes must be >= 0 (got -1)"),
+    (dict(deadline_s=0.0), "service.deadline_s must be a finite number in (0, 1e+06] (got 0.0)"),
+    (dict(deadline_s=-2.5), "service.deadline_s must be a finite number in (0, 1e+06] (got -2.5)"),
+    (dict(max_new_tokens=0), "service.max_new_tokens must be a finite number in [1, 1e+07] (got 0)"),
+    (dict(input_bytes=-1), "service.input_bytes must be a finite number in [0, 1.09951e+12] (got -1)"),
     (dict(id=""), "service.id"),
 ])
 def test_bad_service_is_invalid_argument_naming_field_and_value(srv, fields, needle):
@@ -275,15 +291,15 @@ def test_bad_service_is_invalid_argument_naming_field_and_value(srv, fields, nee
     (dict(node_id=""), "node_id must not be empty"),
     (dict(address="-"), None),  # placeholder replaced below
     (dict(kind=common_pb2.NODE_KIND_UNSPECIFIED), "NODE_KIND_UNSPECIFIED"),
-    (dict(slots=0), "slots must be > 0 (got 0)"),
-    (dict(link_rate_mbit=0.0), "link_rate_mbit must be > 0 (got 0.0)"),
-    (dict(idle_power_w=-1.0), "idle_power_w must be >= 0 (got -1.0)"),
+    (dict(slots=0), "slots must be a finite number in [1, 100000] (got 0)"),
+    (dict(link_rate_mbit=0.0), "link_rate_mbit must be a finite number in (0, 1e+06] (got 0.0)"),
+    (dict(idle_power_w=-1.0), "idle_power_w must be a finite number in [0, 1e+07] (got -1.0)"),
 ])
 def test_bad_registration_is_invalid_argument(srv, fields, needle):
     if "address" in fields:
         request = node_request("edge1")
-        request.address = ""
-        needle = "address must not be empty"
+        request.address = "no-port"
+        needle = "address must be host:port with a port in 1-65535 (got 'no-port')"
     else:
         request = node_request(**{"node_id": "edge1", **fields})
     code, details = code_of(srv.stub.RegisterNode, request)
@@ -315,9 +331,9 @@ def test_heartbeat_from_unknown_node_is_not_found(srv):
 @pytest.mark.parametrize("fields, needle", [
     (dict(node_id="ghost"), "outcome.node_id 'ghost' is not a registered node"),
     (dict(status=common_pb2.OUTCOME_STATUS_UNSPECIFIED), "outcome.status"),
-    (dict(total_s=-1.0), "outcome.total_s must be >= 0 (got -1.0)"),
-    (dict(input_bytes=-5), "outcome.input_bytes must be >= 0 (got -5)"),
-    (dict(deadline_s=0.0), "outcome.deadline_s must be > 0 (got 0.0)"),
+    (dict(total_s=-1.0), "outcome.total_s must be a finite number in [0, 1e+06] (got -1.0)"),
+    (dict(input_bytes=-5), "outcome.input_bytes must be a finite number in [0, 1.09951e+12] (got -5)"),
+    (dict(deadline_s=0.0), "outcome.deadline_s must be a finite number in (0, 1e+06] (got 0.0)"),
 ])
 def test_bad_outcome_is_invalid_argument(srv, fields, needle):
     register(srv.stub, "edge1")
@@ -640,6 +656,7 @@ def test_heartbeat_updates_load_rates_and_bandwidth(srv):
 
 def test_an_infinite_constraint_f_echoed_back_is_accepted_as_the_bound(srv):
     register(srv.stub, "edge1")
+    schedule(srv.stub, "s1")
     srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(
         "edge1", constraint_f=float("-inf"))), timeout=RPC_TIMEOUT_S)
     code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
@@ -674,10 +691,16 @@ def test_a_repeated_report_outcome_returns_the_same_reward_and_changes_nothing(s
 def test_the_memory_of_reported_ids_is_bounded(start):
     srv = start(reported_ids_memory=2)
     register(srv.stub, "edge1")
-    for sid in ("s1", "s2", "s3", "s1"):  # s1 fell out of the memory of two
+    for sid in ("s1", "s2", "s3"):
+        schedule(srv.stub, sid)
         srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(
             outcome=outcome_pb("edge1", service_id=sid)), timeout=RPC_TIMEOUT_S)
-    assert stats_of(srv.stub).met == 4
+    # s1 fell out of the memory of two: no longer answered as a repeat, and not booked, so
+    # it is refused rather than counted twice.
+    code, _ = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1", service_id="s1")))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert stats_of(srv.stub).met == 3
     with pytest.raises(ValueError, match=r"reported_ids_memory must be > 0 \(got 0\)"):
         create_server(ServerConfig(policy=TEST_POLICY, reported_ids_memory=0))
 
@@ -692,6 +715,7 @@ def test_the_memory_of_reported_ids_is_bounded(start):
 ])
 def test_a_status_the_times_contradict_is_invalid_argument(srv, status, total_s, needle):
     register(srv.stub, "edge1")
+    schedule(srv.stub, "s1")
     code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
         outcome=outcome_pb("edge1", status=status, total_s=total_s)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details == needle
@@ -803,3 +827,52 @@ def test_service_to_proto_round_trips_through_service_from_proto():
                       deadline_s=3.5, service_class="photo", temperature=0.0, top_k=0,
                       seed=7, prompt_tokens=64)
     assert convert.service_from_proto(convert.service_to_proto(service)) == service
+
+
+# --- the accounting identity: met + missed + failed + abandoned + booked = scheduled ------------
+def test_an_outcome_for_a_service_never_scheduled_is_not_found_and_not_counted(srv):
+    register(srv.stub, "edge1", "edge2")
+    code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1", service_id="ghost")))
+    assert code == grpc.StatusCode.NOT_FOUND and "'ghost'" in details
+    node = schedule(srv.stub, "s1")
+    other = "edge2" if node == "edge1" else "edge1"
+    code, _ = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb(other, service_id="s1")))  # scheduled, but on the other node
+    assert code == grpc.StatusCode.NOT_FOUND
+    stats = stats_of(srv.stub)
+    assert (stats.met, stats.missed, stats.failed) == (0, 0, 0)
+    booked = sum(len(n.inflight) for n in srv.servicer.cluster.nodes.values())
+    assert booked == 1  # s1 is still booked: the identity holds (0 + 0 + 0 + 0 + 1 = 1)
+
+
+def test_huge_but_finite_energy_parts_are_refused_and_nothing_is_poisoned(srv):
+    register(srv.stub, "edge1")
+    schedule(srv.stub, "s1")
+    energy = common_pb2.EnergyBreakdown(transmission_j=1e308, inference_j=1e308, idle_j=1e308)
+    code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1", energy=energy)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "outcome.energy.transmission_j must be a finite number in [0, 1e+12]" in details
+    stats = stats_of(srv.stub)
+    assert math.isfinite(stats.regret) and all(math.isfinite(a.mean_reward) for a in stats.arms)
+    schedule(srv.stub, "s2")  # the class still schedules
+
+
+@pytest.mark.parametrize("field, value", [("temperature", float("nan")),
+                                          ("temperature", float("inf")),
+                                          ("temperature", -0.5), ("top_k", -1)])
+def test_bad_sampling_is_refused_on_schedule(srv, field, value):
+    register(srv.stub, "edge1")
+    sampling = common_pb2.SamplingParams(**{field: value})
+    code, details = code_of(srv.stub.Schedule, scheduler_pb2.ScheduleRequest(
+        service=service_pb(sampling=sampling)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"service.{field}" in details
+
+
+def test_negative_attempts_are_refused(srv):
+    register(srv.stub, "edge1")
+    schedule(srv.stub, "s1")
+    code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1", attempts=-3)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "outcome.attempts" in details

@@ -34,7 +34,7 @@ def _register(stub, setup) -> None:
     kind = common_pb2.NODE_KIND_CLOUD if setup.kind == "cloud" else common_pb2.NODE_KIND_EDGE
     m = setup.model
     stub.RegisterNode(scheduler_pb2.RegisterNodeRequest(
-        node_id=setup.node_id, address=f"sim:{setup.node_id}", kind=kind, slots=setup.slots,
+        node_id=setup.node_id, address=f"unix:/sim/{setup.node_id}", kind=kind, slots=setup.slots,
         link_rate_mbit=setup.link_rate_mbit, profile=setup.profile,
         idle_power_w=m.idle_power_w, max_power_w=m.max_power_w, prefill_tok_s=m.prefill_tok_s,
         decode_tok_s=m.decode_tok_s, queue_capacity=setup.queue_capacity,
