@@ -876,3 +876,35 @@ def test_negative_attempts_are_refused(srv):
     code, details = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
         outcome=outcome_pb("edge1", attempts=-3)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "outcome.attempts" in details
+
+
+def test_an_id_that_has_its_outcome_cannot_be_scheduled_again(srv):
+    register(srv.stub, "edge1", "edge2")
+    node = schedule(srv.stub, "s1")
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb(node)),
+                           timeout=RPC_TIMEOUT_S)
+    for call, request in ((srv.stub.Schedule, scheduler_pb2.ScheduleRequest(
+            service=service_pb("s1"))), (srv.stub.ScheduleBatch,
+                                         scheduler_pb2.ScheduleBatchRequest(
+                                             services=[service_pb("s2"), service_pb("s1")]))):
+        code, details = code_of(call, request)
+        assert code == grpc.StatusCode.ALREADY_EXISTS and "'s1'" in details
+    code, _ = code_of(lambda req, timeout: list(srv.stub.Submit(req, timeout=timeout)),
+                      scheduler_pb2.SubmitRequest(service=service_pb("s1")))
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    stats = stats_of(srv.stub)
+    assert (stats.met, sum(len(n.inflight) for n in srv.servicer.cluster.nodes.values())) == (1, 0)
+
+
+def test_scheduling_an_id_again_moves_its_one_booking(srv):
+    register(srv.stub, "edge1", "edge2")
+    book(srv, "s1", "edge1")
+    book(srv, "s1", "edge2")  # a client's retry decided elsewhere
+    nodes = srv.servicer.cluster.nodes
+    assert "s1" not in nodes["edge1"].inflight and "s1" in nodes["edge2"].inflight
+    code, _ = code_of(srv.stub.ReportOutcome, scheduler_pb2.ReportOutcomeRequest(
+        outcome=outcome_pb("edge1")))
+    assert code == grpc.StatusCode.NOT_FOUND
+    srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb("edge2")),
+                           timeout=RPC_TIMEOUT_S)
+    assert stats_of(srv.stub).met == 1
