@@ -31,8 +31,22 @@ _WORDS = ("the system report shows that network latency rose during the afternoo
 
 @dataclass(frozen=True, slots=True)
 class WorkloadItem:
+    """A service as the world knows it: when it arrives, what its client declares (`service`,
+    all a policy ever sees) and how long its answer really is (`output_tokens`)."""
+
     arrival_s: float  # seconds after the run starts
     service: Service
+    # The true output length: the node generates exactly this many tokens (its model's end of
+    # sequence). Known to the workload and the clairvoyant reference only; 0: the cap.
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        cap = self.service.max_new_tokens
+        if self.output_tokens == 0:
+            object.__setattr__(self, "output_tokens", cap)
+        elif not 1 <= self.output_tokens <= cap:
+            raise ValueError(f"output_tokens of {self.service.id} must be in [1, "
+                             f"max_new_tokens={cap}] (got {self.output_tokens})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,12 @@ from scheduler.service import Service
 
 
 def save_workload(items: list[WorkloadItem], path: Path) -> None:
-    data = [{"arrival_s": item.arrival_s, "service": asdict(item.service)} for item in items]
+    data = [{"arrival_s": item.arrival_s, "service": asdict(item.service),
+             "output_tokens": item.output_tokens} for item in items]
     path.write_text(json.dumps(data))
 
 
 def load_workload(path: Path) -> list[WorkloadItem]:
-    return [WorkloadItem(arrival_s=entry["arrival_s"], service=Service(**entry["service"]))
+    return [WorkloadItem(arrival_s=entry["arrival_s"], service=Service(**entry["service"]),
+                         output_tokens=entry.get("output_tokens", 0))
             for entry in json.loads(Path(path).read_text())]
