@@ -98,12 +98,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def _validate(self, request, context) -> tuple[GenerationParams, list[int], bool]:
         if not request.prompt:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt must not be empty (got '')")
-        for name in ("chunk_tokens", "prompt_tokens"):
+        for name in ("chunk_tokens", "prompt_tokens", "stop_after_tokens"):
             if getattr(request, name) < 0:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"{name} must be >= 0 (got {getattr(request, name)})")
+        # An emulated workload says where the answer ends (the model's end of sequence, which
+        # a tiny random-weight model cannot produce by itself); never past the cap.
+        new_tokens = request.max_new_tokens
+        if 0 < request.stop_after_tokens < new_tokens:
+            new_tokens = request.stop_after_tokens
         s = request.sampling
-        params = GenerationParams(max_new_tokens=request.max_new_tokens,
+        params = GenerationParams(max_new_tokens=new_tokens,
                                   temperature=s.temperature, top_k=s.top_k, seed=s.seed)
         try:
             params.validate()

@@ -29,6 +29,7 @@ from scheduler.options import add_arguments, from_args
 from scheduler.outcome import Outcome, failed_outcome
 from scheduler.security import ClientSecurityOptions, Security, load_security
 from scheduler.service import Service
+from scenarios.workload import WorkloadItem
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -76,13 +77,17 @@ class Driver:
                 self._node_channels[address] = inference_pb2_grpc.InferenceServiceStub(channel)
             return self._node_channels[address]
 
-    def run_one(self, service: Service, arrival_s: float, attachment: bytes) -> None:
+    def run_one(self, item: WorkloadItem, attachment: bytes) -> None:
+        """One service from arrival to its outcome record; its true output length
+        (item.output_tokens) reaches the node only, as where the model's answer ends."""
+        service, arrival_s = item.service, item.arrival_s
         start = time.monotonic()
         try:
             if self.mode == "gateway":
-                record = self._gateway(service, arrival_s, attachment)
+                record = self._gateway(service, arrival_s, attachment, item.output_tokens)
             else:
-                record = self._advisor(service, arrival_s, attachment, start)
+                record = self._advisor(service, arrival_s, attachment, item.output_tokens,
+                                       start)
         except grpc.RpcError as exc:
             reason = f"{exc.code().name}: {exc.details()}"
             if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -93,11 +98,13 @@ class Driver:
                                    f"driver error: {exc!r}")
         self.emit(record)
 
-    def _gateway(self, service: Service, arrival_s: float, attachment: bytes) -> dict:
+    def _gateway(self, service: Service, arrival_s: float, attachment: bytes,
+                 output_tokens: int) -> dict:
         start = time.monotonic()
         outcome = None
         for message in self.scheduler.Submit(
-                scheduler_pb2.SubmitRequest(service=service_to_proto(service, attachment)),
+                scheduler_pb2.SubmitRequest(service=service_to_proto(
+                    service, attachment, emulated_output_tokens=output_tokens)),
                 timeout=self.give_up_s):
             if message.WhichOneof("event") == "outcome":
                 outcome = message.outcome
@@ -106,7 +113,7 @@ class Driver:
                                  "scheduler stream ended without outcome")
         return outcome_record(arrival_s, outcome)
 
-    def _advisor(self, service: Service, arrival_s: float, attachment: bytes,
+    def _advisor(self, service: Service, arrival_s: float, attachment: bytes, output_tokens: int,
                  start: float) -> dict:
         decision = self.scheduler.Schedule(
             scheduler_pb2.ScheduleRequest(service=service_to_proto(service)), timeout=10)
@@ -116,7 +123,7 @@ class Driver:
         error = ""
         try:
             for message in self.node_stub(decision.address).Generate(
-                    generate_request(service, attachment, sent_unix_s),
+                    generate_request(service, attachment, sent_unix_s, output_tokens),
                     timeout=max(1.0, self.give_up_s - (time.monotonic() - start))):
                 if message.WhichOneof("event") == "chunk":
                     tokens_out += len(message.chunk.token_ids)
@@ -129,12 +136,14 @@ class Driver:
             outcome = failed_outcome(
                 service, decision.node_id, total_s=total_s, tokens_out=tokens_out,
                 error=error or "node stream ended without result",
-                constraint_f=decision.constraint_f)
+                constraint_f=decision.constraint_f,
+                predicted_total_s=decision.predicted_total_s)
         else:
             # Transmission energy is attributed by the runner from interface counters.
             outcome = outcome_from_result(
                 service, decision.node_id, result, sent_unix_s=sent_unix_s, total_s=total_s,
-                transmission_j=0.0, constraint_f=decision.constraint_f)
+                transmission_j=0.0, constraint_f=decision.constraint_f,
+                predicted_total_s=decision.predicted_total_s)
         pb = outcome_to_proto(outcome)
         self.scheduler.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=pb), timeout=10)
         return outcome_record(arrival_s, pb)
@@ -213,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             delay = item.arrival_s - (time.monotonic() - t0)
             if delay > 0:
                 time.sleep(delay)  # open-loop arrivals: the workload's clock, not a sync
-            pool.submit(driver.run_one, item.service, item.arrival_s, attachment_for(item.service))
+            pool.submit(driver.run_one, item, attachment_for(item.service))
     after = driver.node_totals(nodes)
     for node_id, end in after.items():
         start = before.get(node_id, {})

@@ -178,6 +178,53 @@ def plot_bandwidth(requests: Sequence[RequestRow], links: Sequence[LinkRow],
     return _save(fig, path)
 
 
+def plot_tokens_by_class(requests: Sequence[RequestRow], path: Path) -> Path:
+    """Per class, the distribution of prompt tokens and of generated tokens of the workload
+    (one policy's finished services: every policy runs the same workload)."""
+    first = requests[0].policy if requests else ""
+    rows = [r for r in requests if r.policy == first and r.finished]
+    classes = sorted({r.service_class for r in rows})
+    fig = Figure(figsize=(10, 3.8))
+    for k, (field, label) in enumerate((("tokens_in", "prompt tokens"),
+                                        ("tokens_out", "generated tokens"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        values = [np.array([getattr(r, field) for r in rows if r.service_class == c])
+                  for c in classes]
+        top = max((v.max() for v in values if v.size), default=1)
+        bins = np.linspace(0, max(top, 1), 40)
+        for c, v, colour in zip(classes, values, _PALETTE):
+            if v.size:
+                ax.hist(v, bins=bins, histtype="step", linewidth=1.6, color=colour,
+                        label=f"{c} (n={v.size}, median {np.median(v):.0f})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("services")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False, fontsize=8)
+    fig.suptitle(f"Workload by class (finished services under {first})")
+    return _save(fig, path)
+
+
+def plot_prediction_error(requests: Sequence[RequestRow], policies: Sequence[str],
+                          path: Path) -> Path:
+    """CDF per policy of measured minus predicted processing time (D-hat at decision)."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    colours = policy_colours(policies)
+    for p in policies:
+        err = np.sort([r.total_s - r.predicted_total_s for r in requests
+                       if r.policy == p and r.finished and r.predicted_total_s > 0])
+        if err.size:
+            ax.step(err, np.arange(1, err.size + 1) / err.size, where="post", color=colours[p],
+                    label=f"{p} (mean {err.mean():+.2f} s)")
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("measured − predicted processing time (s); > 0: slower than predicted")
+    ax.set_ylabel("fraction of finished services")
+    ax.set_title("Prediction error of D̂ at decision time")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False)
+    return _save(fig, path)
+
+
 def write_plots(run_dir: Path, requests: Sequence[RequestRow], links: Sequence[LinkRow],
                 summary: dict[str, dict[str, Any]]) -> list[Path]:
     """Write every plot of a run into run_dir; returns their paths."""
@@ -189,4 +236,6 @@ def write_plots(run_dir: Path, requests: Sequence[RequestRow], links: Sequence[L
         plot_throughput(summary, run_dir / "throughput.png"),
         plot_energy(summary, run_dir / "energy.png"),
         plot_bandwidth(requests, links, policies, run_dir / "bandwidth.png"),
+        plot_tokens_by_class(requests, run_dir / "tokens_by_class.png"),
+        plot_prediction_error(requests, policies, run_dir / "prediction_error.png"),
     ]

@@ -58,6 +58,8 @@ class RequestRow:
     idle_j: float
     total_j: float
     error: str = ""
+    # The processing time the scheduler predicted at decision time (D-hat); 0: no decision.
+    predicted_total_s: float = 0.0
 
     @classmethod
     def from_outcome(cls, policy: str, outcome: Any, arrival_s: float) -> "RequestRow":
@@ -73,7 +75,8 @@ class RequestRow:
             total_s=float(outcome.total_s), deadline_s=float(outcome.deadline_s),
             status=str(status), transmission_j=float(energy.transmission_j),
             inference_j=float(energy.inference_j), idle_j=float(energy.idle_j),
-            total_j=float(energy.total_j), error=outcome.error)
+            total_j=float(energy.total_j), error=outcome.error,
+            predicted_total_s=float(outcome.predicted_total_s))
 
     @property
     def finished(self) -> bool:
@@ -271,6 +274,10 @@ def summarise(requests: Sequence[RequestRow], nodes: Sequence[NodeRow],
         }
         energy["total"] = energy["transmission"] + energy["inference"] + energy["idle"]
         reasons = Counter(r.error or "unknown" for r in rows if r.status == "failed")
+        # Measured minus predicted processing time of the finished services that were decided
+        # (> 0: slower than the scheduler believed at decision time).
+        errors = np.array([r.total_s - r.predicted_total_s for r in finished
+                           if r.predicted_total_s > 0], dtype=float)
         summary[policy] = {
             "requests": len(rows),
             "met": met,
@@ -286,6 +293,10 @@ def summarise(requests: Sequence[RequestRow], nodes: Sequence[NodeRow],
             # Inference energy the request rows do not account for (failed or abandoned work).
             "inference_unattributed_j": energy["inference"] - requests_inference,
             "failure_reasons": dict(reasons.most_common()),
+            "prediction_error_s": None if not errors.size else {
+                "mean": float(errors.mean()),
+                "mean_abs": float(np.abs(errors).mean()),
+                "p95_abs": float(np.percentile(np.abs(errors), 95))},
         }
     return summary
 
@@ -368,6 +379,9 @@ SUMMARY_COLUMNS = (
     Column("E inference J", "E_inf J", 11, _energy("inference"), "{:.1f}"),
     Column("E idle J", "E_idle J", 11, _energy("idle"), "{:.1f}"),
     Column("E total J", "E_total J", 11, _energy("total"), "{:.1f}"),
+    # Mean |measured - predicted| processing time of the finished services (D-hat at decision).
+    Column("mean abs D-hat error s", "|err| s", 9,
+           lambda _p, s: (s.get("prediction_error_s") or {}).get("mean_abs"), "{:.2f}"),
 )
 TERMINAL_COLUMNS = tuple(c for c in SUMMARY_COLUMNS if c is not OUTCOMES_COLUMN) + (
     OUTCOMES_COLUMN,)

@@ -35,6 +35,7 @@ from typing import Callable, NamedTuple
 from scheduler.limits import (MAX_POWER_W, MAX_RATE_MBIT, MAX_RATE_TOK_S, MAX_J_PER_BIT,
                               MAX_SLOTS, MAX_SLOWDOWN, check_number)
 from scheduler.outcome import Outcome, Status
+from scheduler.output_length import OutputLengthEstimator
 from scheduler.service import Service
 
 EDGE = "edge"
@@ -117,6 +118,7 @@ class Booking(NamedTuple):
     concurrency: int  # services running on the node when it was predicted to run
     # When it is dropped if no outcome came (see the module docstring); inf: never.
     expires_s: float = math.inf
+    cap_tokens: int = 0  # the service's declared max_new_tokens (the output-length estimate)
 
 
 @dataclass
@@ -216,6 +218,8 @@ class Cluster:
         # service_id -> node_id of its booking, and of its dropped booking (abandoned): a
         # service id names one service, booked on one node at a time.
         self._booked_on: dict[str, str] = {}
+        # Output lengths are predicted from measured ones, never from the workload's truth.
+        self.output_length = OutputLengthEstimator()
         self._abandoned_ids: OrderedDict[str, str] = OrderedDict()
 
     # --- events -------------------------------------------------------------------------
@@ -288,7 +292,7 @@ class Cluster:
             upload_end_s=now + prediction.transmission_s,
             finish_s=finish_s,
             concurrency=min(len(node.inflight) + 1, node.info.slots),
-            expires_s=finish_s + ttl_s)
+            expires_s=finish_s + ttl_s, cap_tokens=service.max_new_tokens)
         node.inflight[service.id] = booking
         self._booked_on[service.id] = node.node_id
         insort(node.finishes_s, booking.finish_s)
@@ -321,7 +325,12 @@ class Cluster:
             # once, as this outcome.
             del self._abandoned_ids[outcome.service_id]
             self._abandoned -= 1
-        if outcome.status is Status.FAILED or not self.learn_rates:
+        if outcome.status is Status.FAILED:
+            return
+        if booking is not None:  # a finished answer: its whole length
+            self.output_length.observe(outcome.service_class, booking.cap_tokens,
+                                       outcome.tokens_out)
+        if not self.learn_rates:
             return
         if outcome.inference_s > 0 and outcome.tokens_out > 0:
             # What we would have predicted for the tokens it actually processed, at the
@@ -429,8 +438,10 @@ class Cluster:
         transmission_s = bits / (share_mbit * 1e6)
         booked = len(node.inflight)
         concurrency = booked + 1 if booked < slots else slots
+        output_tokens = self.output_length.estimate(service.service_class,
+                                                    service.max_new_tokens)
         inference_s = (service.estimated_prompt_tokens / node.prefill_tok_s
-                       + service.max_new_tokens / node.decode_tok_s)
+                       + output_tokens / node.decode_tok_s)
         if concurrency > 1 and info.concurrency_slowdown:
             inference_s *= 1 + info.concurrency_slowdown * (concurrency - 1)
         if booked < slots:

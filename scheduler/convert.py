@@ -62,9 +62,12 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     return service
 
 
-def service_to_proto(service: Service, attachment: bytes = b"") -> common_pb2.Service:
-    """The wire form of a Service (the inverse of service_from_proto), for clients."""
+def service_to_proto(service: Service, attachment: bytes = b"",
+                     emulated_output_tokens: int = 0) -> common_pb2.Service:
+    """The wire form of a Service (the inverse of service_from_proto), for clients; an
+    emulated workload adds where the answer ends (emulated_output_tokens)."""
     return common_pb2.Service(
+        emulated_output_tokens=emulated_output_tokens,
         id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
         max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
         service_class=service.service_class, attachment=attachment,
@@ -148,7 +151,8 @@ def energy_to_proto(energy: Energy) -> common_pb2.EnergyBreakdown:
 _OUTCOME_RANGES = (("transmission_s", MAX_DURATION_S), ("queueing_s", MAX_DURATION_S),
                    ("inference_s", MAX_DURATION_S), ("total_s", MAX_DURATION_S),
                    ("tokens_in", MAX_TOKENS), ("tokens_out", MAX_TOKENS),
-                   ("input_bytes", MAX_BYTES), ("attempts", MAX_ATTEMPTS))
+                   ("input_bytes", MAX_BYTES), ("attempts", MAX_ATTEMPTS),
+                   ("predicted_total_s", MAX_DURATION_S))
 
 
 def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
@@ -178,7 +182,7 @@ def outcome_from_proto(pb: common_pb2.Outcome) -> Outcome:
         queueing_s=pb.queueing_s, inference_s=pb.inference_s, tokens_in=pb.tokens_in,
         tokens_out=pb.tokens_out, input_bytes=pb.input_bytes,
         energy=energy_from_proto(pb.energy), error=pb.error, attempts=pb.attempts or 1,
-        constraint_f=constraint_f)
+        constraint_f=constraint_f, predicted_total_s=pb.predicted_total_s)
     check_status(outcome)
     return outcome
 
@@ -209,14 +213,17 @@ def outcome_to_proto(outcome: Outcome) -> common_pb2.Outcome:
         deadline_s=outcome.deadline_s, tokens_in=outcome.tokens_in,
         tokens_out=outcome.tokens_out, input_bytes=outcome.input_bytes,
         energy=energy_to_proto(outcome.energy), error=outcome.error,
-        attempts=outcome.attempts, constraint_f=outcome.constraint_f)
+        attempts=outcome.attempts, constraint_f=outcome.constraint_f,
+        predicted_total_s=outcome.predicted_total_s)
 
 
 # --- one inference call: the request a node gets and the outcome its result makes --------------
-def generate_request(service: Service, attachment: bytes, sent_unix_s: float
-                     ) -> inference_pb2.GenerateRequest:
-    """What the gateway and the advisor-mode driver send a node for one service."""
+def generate_request(service: Service, attachment: bytes, sent_unix_s: float,
+                     stop_after_tokens: int = 0) -> inference_pb2.GenerateRequest:
+    """What the gateway and the advisor-mode driver send a node for one service
+    (stop_after_tokens: an emulated workload's true output length; 0: the cap)."""
     return inference_pb2.GenerateRequest(
+        stop_after_tokens=stop_after_tokens,
         request_id=service.id, prompt=service.prompt, max_new_tokens=service.max_new_tokens,
         sampling=common_pb2.SamplingParams(temperature=service.temperature,
                                            top_k=service.top_k, seed=service.seed),
@@ -228,7 +235,8 @@ def generate_request(service: Service, attachment: bytes, sent_unix_s: float
 
 def outcome_from_result(service: Service, node_id: str, result: inference_pb2.GenerateResult,
                         *, sent_unix_s: float, total_s: float, transmission_j: float,
-                        attempts: int = 1, constraint_f: float = 0.0) -> Outcome:
+                        attempts: int = 1, constraint_f: float = 0.0,
+                        predicted_total_s: float = 0.0) -> Outcome:
     """The outcome of a node's GenerateResult, as its caller measured it.
 
     Mininet hosts share one clock, so the node's arrival time minus the send time is the
@@ -250,7 +258,7 @@ def outcome_from_result(service: Service, node_id: str, result: inference_pb2.Ge
         service, node_id, total_s=total_s, transmission_s=transmission_s,
         queueing_s=result.queueing_s, inference_s=result.inference_s,
         tokens_in=result.tokens_in, tokens_out=result.tokens_out, energy=energy,
-        attempts=attempts, constraint_f=constraint_f)
+        attempts=attempts, constraint_f=constraint_f, predicted_total_s=predicted_total_s)
 
 
 def _energy_j(value: float) -> float:

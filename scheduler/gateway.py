@@ -49,7 +49,8 @@ class _SubmitRun:
         return failed_outcome(
             self.service, decision.node_id if decision else "",
             total_s=time.monotonic() - self.started_s, error=error, attempts=self.attempts,
-            constraint_f=decision.prediction.f if decision else 0.0)
+            constraint_f=decision.prediction.f if decision else 0.0,
+            predicted_total_s=decision.prediction.total_s if decision else 0.0)
 
 
 @dataclass
@@ -75,9 +76,10 @@ class Gateway:
         self._channels: list[grpc.Channel] = []
         self._stubs_lock = threading.Lock()
 
-    def submit(self, service: Service, attachment: bytes, context: grpc.ServicerContext
-               ) -> Iterator[scheduler_pb2.SubmitResponse]:
-        """Submit's response stream for a validated `service` and its request's attachment."""
+    def submit(self, service: Service, attachment: bytes, context: grpc.ServicerContext,
+               stop_after_tokens: int = 0) -> Iterator[scheduler_pb2.SubmitResponse]:
+        """Submit's response stream for a validated `service`, its request's attachment and
+        (emulation only) where its answer ends, forwarded to the node unread."""
         s = self.scheduler
         started_s = time.monotonic()
         end_s = started_s + service.deadline_s + self.config.submit_margin_s
@@ -133,7 +135,7 @@ class Gateway:
                 break
             yield scheduler_pb2.SubmitResponse(
                 decision=convert.decision_to_proto(decision, address))
-            attempt = yield from self._forward(service, attachment, address,
+            attempt = yield from self._forward(service, attachment, stop_after_tokens, address,
                                                end_s - time.monotonic(), run)
             if attempt.result is not None:
                 last_s = (attempt.last_token_s if attempt.last_token_s is not None
@@ -145,7 +147,8 @@ class Gateway:
                     # Modelled from the request's size and the link type's J/bit; the
                     # emulated runner replaces it with interface byte counters.
                     transmission_j=attempt.sent_bytes * 8 * j_per_bit,
-                    attempts=run.attempts, constraint_f=decision.prediction.f)
+                    attempts=run.attempts, constraint_f=decision.prediction.f,
+                    predicted_total_s=decision.prediction.total_s)
                 if self._finish(run, outcome, update_policy=True):
                     yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
                 return
@@ -210,10 +213,11 @@ class Gateway:
                 stub = self._stubs[address] = inference_pb2_grpc.InferenceServiceStub(channel)
             return stub
 
-    def _forward(self, service: Service, attachment: bytes, address: str, timeout_s: float,
-                 run: _SubmitRun) -> Iterator[scheduler_pb2.SubmitResponse]:
+    def _forward(self, service: Service, attachment: bytes, stop_after_tokens: int,
+                 address: str, timeout_s: float, run: _SubmitRun
+                 ) -> Iterator[scheduler_pb2.SubmitResponse]:
         """Stream one attempt's chunks to the client; return an _Attempt (via `yield from`)."""
-        request = convert.generate_request(service, attachment, time.time())
+        request = convert.generate_request(service, attachment, time.time(), stop_after_tokens)
         attempt = _Attempt(sent_unix_s=request.sent_unix_s, sent_bytes=request.ByteSize())
         if timeout_s <= 0:
             attempt.error = "no time left before forwarding"

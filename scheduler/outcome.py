@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from scheduler.limits import MAX_DURATION_S
+
 if TYPE_CHECKING:
     from scheduler.service import Service
 
@@ -55,6 +57,7 @@ class Outcome:
     error: str = ""
     attempts: int = 1
     constraint_f: float = 0.0  # f (eq. 3) of the chosen node at decision time
+    predicted_total_s: float = 0.0  # D-hat of the chosen node at decision time; 0: none
 
     @property
     def met(self) -> bool:
@@ -78,10 +81,15 @@ def bounded_f(f: float) -> float:
     return f if math.isfinite(f) else (-1.0 if f < 0 else 1.0)
 
 
+def _predicted_s(value: float) -> float:
+    """A prediction as an outcome carries it: a down link's hours are capped at the range."""
+    return min(value, MAX_DURATION_S) if value >= 0 else 0.0  # NaN fails the comparison
+
+
 def completed_outcome(service: "Service", node_id: str, *, total_s: float,
                       transmission_s: float, queueing_s: float, inference_s: float,
                       tokens_in: int, tokens_out: int, energy: Energy, attempts: int = 1,
-                      constraint_f: float = 0.0) -> Outcome:
+                      constraint_f: float = 0.0, predicted_total_s: float = 0.0) -> Outcome:
     """A service that produced its answer: met or missed by Outcome.status_for."""
     return Outcome(
         service_id=service.id, node_id=node_id,
@@ -91,14 +99,14 @@ def completed_outcome(service: "Service", node_id: str, *, total_s: float,
         queueing_s=_time_s(queueing_s), inference_s=_time_s(inference_s),
         tokens_in=max(0, int(tokens_in)), tokens_out=max(0, int(tokens_out)),
         input_bytes=service.input_bytes, energy=energy, attempts=attempts,
-        constraint_f=bounded_f(constraint_f))
+        constraint_f=bounded_f(constraint_f), predicted_total_s=_predicted_s(predicted_total_s))
 
 
 def failed_outcome(service: "Service", node_id: str, *, total_s: float, error: str,
                    transmission_s: float = 0.0, queueing_s: float = 0.0,
                    inference_s: float = 0.0, tokens_in: int = 0, tokens_out: int = 0,
                    energy: Energy = Energy(), attempts: int = 1,
-                   constraint_f: float = 0.0) -> Outcome:
+                   constraint_f: float = 0.0, predicted_total_s: float = 0.0) -> Outcome:
     """A service that ended without its answer, with the reason and what it spent."""
     if not error:
         raise ValueError(f"a failed outcome needs its reason (service {service.id!r})")
@@ -109,4 +117,4 @@ def failed_outcome(service: "Service", node_id: str, *, total_s: float, error: s
         queueing_s=_time_s(queueing_s), inference_s=_time_s(inference_s),
         tokens_in=max(0, int(tokens_in)), tokens_out=max(0, int(tokens_out)),
         input_bytes=service.input_bytes, energy=energy, error=error, attempts=attempts,
-        constraint_f=bounded_f(constraint_f))
+        constraint_f=bounded_f(constraint_f), predicted_total_s=_predicted_s(predicted_total_s))

@@ -192,7 +192,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             counted = self.scheduler.counted_message_locked([service.id])
         if counted is not None:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, counted)
-        return self.gateway.submit(service, request.service.attachment, context)
+        return self.gateway.submit(service, request.service.attachment, context,
+                                   request.service.emulated_output_tokens)
 
     def save_state(self) -> None:
         """Write the current state now (at shutdown)."""

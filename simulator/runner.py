@@ -272,7 +272,8 @@ class _Run:
         self.decisions.append((service.id, node_id))
         if self.trace is not None:
             self.trace.append(("decide", self.env.now, service, node_id))
-        flight = _Flight(self, arrival, node_id, decision.prediction.f)
+        flight = _Flight(self, arrival, node_id, decision.prediction.f,
+                         decision.prediction.total_s)
         if self.give_up_s < math.inf:
             # The emulated driver's call deadline: at arrival + give_up_s the service leaves
             # wherever it is (a no-op if it has finished by then).
@@ -284,13 +285,13 @@ class _Run:
 
     def _finish_failed(self, arrival: WorkloadItem, node_id: str, transmission_s: float,
                        waited_s: float, sent_bytes: int, error: str, learn: bool = True,
-                       constraint_f: float = 0.0) -> None:
+                       constraint_f: float = 0.0, predicted_total_s: float = 0.0) -> None:
         j_per_bit = self.setups[node_id].j_per_bit if node_id else 0.0
         energy = Energy(transmission_j=transmission_energy_j(sent_bytes, j_per_bit))
         outcome = failed_outcome(
             arrival.service, node_id, total_s=transmission_s + waited_s, error=error,
             transmission_s=transmission_s, queueing_s=waited_s, energy=energy,
-            constraint_f=constraint_f)
+            constraint_f=constraint_f, predicted_total_s=predicted_total_s)
         self._record(arrival, outcome, learn)
 
     def _record(self, arrival: WorkloadItem, outcome: Outcome, learn: bool = True) -> None:
@@ -325,14 +326,16 @@ class _Run:
 class _Flight:
     """One service on its way: upload, queue, inference."""
 
-    __slots__ = ("run", "arrival", "node_id", "f", "dispatched_s", "uploaded_s", "started_s",
-                 "tokens_in", "tokens_out", "stage", "upload", "task")
+    __slots__ = ("run", "arrival", "node_id", "f", "predicted_s", "dispatched_s",
+                 "uploaded_s", "started_s", "tokens_in", "tokens_out", "stage", "upload", "task")
 
-    def __init__(self, run: _Run, arrival: WorkloadItem, node_id: str, f: float) -> None:
+    def __init__(self, run: _Run, arrival: WorkloadItem, node_id: str, f: float,
+                 predicted_s: float) -> None:
         self.run, self.arrival, self.node_id, self.f = run, arrival, node_id, f
-        service = arrival.service
-        self.tokens_in = service.estimated_prompt_tokens
-        self.tokens_out = service.max_new_tokens
+        self.predicted_s = predicted_s  # D-hat at decision time, for the report
+        self.tokens_in = arrival.service.estimated_prompt_tokens
+        # The true output length: the node generates it (the workload's, not the cap).
+        self.tokens_out = arrival.output_tokens
         self.dispatched_s = self.uploaded_s = self.started_s = 0.0
         self.stage = HELD  # HELD → UPLOADING → AT_NODE → DONE
         self.upload: Job | None = None  # the upload on the link, while UPLOADING
@@ -374,7 +377,8 @@ class _Flight:
         self.stage = DONE
         waited_s = self.dispatched_s - self.arrival.arrival_s
         self.run._finish_failed(self.arrival, self.node_id, transmission_s, waited_s,
-                                sent_bytes, error, constraint_f=self.f)
+                                sent_bytes, error, constraint_f=self.f,
+                                predicted_total_s=self.predicted_s)
 
     def give_up(self) -> None:
         """The client's deadline (give_up_s) passed before the answer: as the emulated driver
@@ -429,7 +433,8 @@ class _Flight:
             service, self.node_id, total_s=now - self.arrival.arrival_s,
             error=f"gave up after {run.give_up_s:g} s ({where})",
             transmission_s=transmission_s, queueing_s=queueing_s, inference_s=inference_s,
-            tokens_in=tokens_in, tokens_out=tokens_out, energy=energy, constraint_f=self.f)
+            tokens_in=tokens_in, tokens_out=tokens_out, energy=energy, constraint_f=self.f,
+            predicted_total_s=self.predicted_s)
         run._record(self.arrival, outcome)
 
     def finished(self, inference_j: float) -> None:
@@ -459,7 +464,8 @@ class _Flight:
         outcome = completed_outcome(
             service, self.node_id, total_s=total_s, transmission_s=transmission_s,
             queueing_s=queueing_s, inference_s=inference_s, tokens_in=self.tokens_in,
-            tokens_out=self.tokens_out, energy=energy, constraint_f=self.f)
+            tokens_out=self.tokens_out, energy=energy, constraint_f=self.f,
+            predicted_total_s=self.predicted_s)
         run._record(self.arrival, outcome)
 
 

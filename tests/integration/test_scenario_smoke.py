@@ -51,6 +51,13 @@ def test_smoke_writes_results_for_every_policy(tmp_path):
     assert set(policies) == set(spec.policies)
     rows = read_requests(run_dir)
     n = spec.workload.requests
+    # Same seed, same workload in both worlds: what the driver replayed is the simulator's.
+    from scenarios.workload_file import load_workload
+    from simulator import world
+
+    replayed = load_workload(run_dir / "workload.json")
+    assert replayed == world.arrivals(spec)
+    workload = {item.service.id: item for item in replayed}
     for policy, figures in policies.items():
         mine = [r for r in rows if r["policy"] == policy]
         # Accounting identity: every generated service has exactly one outcome.
@@ -69,6 +76,11 @@ def test_smoke_writes_results_for_every_policy(tmp_path):
         assert counted == {status: float(figures[status]) for status in
                            ("met", "missed", "failed") if figures[status]}
         assert all(int(r["tokens_out"]) > 0 for r in finished)
+        # The node generated each finished service's true length (the workload's), never more
+        # than its cap, though the scheduler saw only the cap.
+        for r in finished:
+            item = workload[r["service_id"]]
+            assert int(r["tokens_out"]) == item.output_tokens <= item.service.max_new_tokens
     with (run_dir / "links.csv").open() as f:
         assert len(list(csv.DictReader(f))) >= len(spec.policies) * len(
             spec.topology.link_names())

@@ -129,6 +129,14 @@ def test_streams_exactly_the_requested_tokens(node, max_new_tokens):
     assert result.node_id == "edge1" and not result.truncated
 
 
+@pytest.mark.parametrize("stop_after, cap, expected", [(3, 10, 3), (10, 10, 10), (25, 10, 10),
+                                                    (0, 6, 6)])
+def test_an_emulated_answer_ends_at_its_true_length_never_past_the_cap(node, stop_after, cap,
+                                                                        expected):
+    chunks, result = node.run(max_new_tokens=cap, stop_after_tokens=stop_after)
+    assert len([t for c in chunks for t in c.token_ids]) == result.tokens_out == expected
+
+
 def test_chunk_tokens_per_request(node):
     chunks, result = node.run(max_new_tokens=5, chunk_tokens=1)
     assert [len(c.token_ids) for c in chunks] == [1] * 5

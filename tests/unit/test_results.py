@@ -32,7 +32,8 @@ def test_columns_match_the_contract():
     assert columns(RequestRow) == [
         "policy", "service_id", "service_class", "node_id", "arrival_s", "input_bytes",
         "tokens_in", "tokens_out", "transmission_s", "queueing_s", "inference_s", "total_s",
-        "deadline_s", "status", "transmission_j", "inference_j", "idle_j", "total_j", "error"]
+        "deadline_s", "status", "transmission_j", "inference_j", "idle_j", "total_j", "error",
+        "predicted_total_s"]
     assert columns(NodeRow) == ["policy", "node_id", "kind", "busy_s", "idle_s", "inference_j",
                                 "idle_j", "method"]
     assert columns(LinkRow) == ["policy", "time_s", "link", "rate_mbit"]
@@ -206,7 +207,8 @@ def test_write_plots_makes_every_png(tmp_path):
     requests, _, links, summary = _two_policy_run()
     paths = write_plots(tmp_path, requests, links, summary)
     assert [p.name for p in paths] == ["success_rate.png", "processing_time_cdf.png",
-                                       "throughput.png", "energy.png", "bandwidth.png"]
+                                       "throughput.png", "energy.png", "bandwidth.png",
+                                       "tokens_by_class.png", "prediction_error.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
 
@@ -216,7 +218,7 @@ def test_plots_survive_a_run_with_nothing_finished(tmp_path):
 
     requests = [_row("edge-only", "s1", status="failed", tokens_out=0, node="", error="x")]
     summary = summarise(requests, [])
-    assert len(write_plots(tmp_path, requests, [], summary)) == 5
+    assert len(write_plots(tmp_path, requests, [], summary)) == 7
 
 
 def test_report_has_tables_ratios_plots_seed_and_provenance(tmp_path):
