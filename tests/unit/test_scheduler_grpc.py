@@ -908,3 +908,17 @@ def test_scheduling_an_id_again_moves_its_one_booking(srv):
     srv.stub.ReportOutcome(scheduler_pb2.ReportOutcomeRequest(outcome=outcome_pb("edge2")),
                            timeout=RPC_TIMEOUT_S)
     assert stats_of(srv.stub).met == 1
+
+
+def test_submit_forwards_the_emulated_output_length_and_reports_the_prediction(srv,
+                                                                              fake_nodes):
+    node = FakeNode("edge1", tokens=3)
+    register_fakes(srv.stub, [node], fake_nodes(node))
+    pb = service_pb("s1", emulated_output_tokens=3)
+    messages = submit(srv.stub, pb)
+    assert node.requests[0].stop_after_tokens == 3  # forwarded to the node, unread
+    assert node.requests[0].max_new_tokens == 4  # the declared cap, unchanged
+    decision = messages[0].decision
+    outcome = messages[-1].outcome
+    assert outcome.predicted_total_s == pytest.approx(decision.predicted_total_s)
+    assert outcome.predicted_total_s > 0
