@@ -75,6 +75,7 @@ bench: setup ## Print every benchmark's JSON figures
 	$(PY) -m scheduler.bench
 	$(PY) -m nodes.bench
 	$(PY) -m simulator.bench
+	$(PY) -m simulator.bench --trace azure-conv
 	$(PY) -m testbed verify --json
 
 clean-net: ## Remove namespaces, links, bridges and processes a crashed run left (ours only)
