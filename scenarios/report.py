@@ -84,12 +84,6 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
     fluct = topo.fluctuation
     band = "fixed" if fluct.profile == "stable" else (
         f"{fluct.profile} ±{100 * fluct.amplitude:.0f}% every {fluct.period_s:g} s")
-    arrival = work.arrival
-    arrivals = {"poisson": f"Poisson at {arrival.rate_per_s:g}/s",
-                "bursts": f"bursts of {arrival.burst_size} every {arrival.burst_every_s:g} s",
-                "poisson-bursts": f"Poisson at {arrival.rate_per_s:g}/s plus bursts of "
-                                  f"{arrival.burst_size} every {arrival.burst_every_s:g} s",
-                "trace": f"trace {arrival.trace}"}[arrival.process]
     out = [f"# Scenario `{spec.name}`", ""]
     if incomplete:
         out += ["> **INCOMPLETE RUN**: interrupted before every policy finished; the figures "
@@ -105,8 +99,8 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
         f"`{spec.nodes.edge.profile or 'native speed'}` ({spec.nodes.edge.slots} slot(s)); "
         f"cloud {spec.nodes.cloud.backend} `{spec.nodes.cloud.model}` paced to "
         f"`{spec.nodes.cloud.profile or 'native speed'}` ({spec.nodes.cloud.slots} slot(s))",
-        f"- Workload: {work.requests} services, {arrivals}, requirement "
-        f"U[{work.deadline_s[0]:g}, {work.deadline_s[1]:g}] s, classes "
+        f"- Workload: {work.requests} services, {work.describe_arrivals()}, requirement "
+        f"{work.describe_requirement()}, classes "
         + ", ".join(f"{c.name} ({c.weight:g})" for c in work.classes),
         f"- Mode: {spec.mode}; policies: {', '.join(spec.policies)}",
         f"- Faults: " + ("; ".join(f"{f.kind} {f.target} at {f.at_s:g} s"

@@ -251,3 +251,16 @@ def test_git_commit_outside_a_repository(tmp_path):
     from scenarios.report import git_commit
 
     assert git_commit(tmp_path) == "unknown"
+
+
+@pytest.mark.parametrize("name", ["azure-conv-short", "azure-code", "smoke"])
+def test_every_shipped_workload_source_is_described_in_the_report(tmp_path, name):
+    from scenarios.report import write_report
+    from scenarios.spec import load_spec
+
+    _require_default_policies()
+    _, _, _, summary = _two_policy_run()
+    text = write_report(tmp_path, load_spec(name), summary, [], seed=1).read_text()
+    workload = next(line for line in text.splitlines() if line.startswith("- Workload:"))
+    assert ("Azure trace" in workload) == name.startswith("azure")
+    assert "U[2, 6] s" in workload
