@@ -364,7 +364,7 @@ def _energy(part: str) -> Callable[[str, dict[str, Any]], float]:
     return lambda _policy, s: s["energy_j"][part]
 
 
-OUTCOMES_COLUMN = Column("met / missed / failed", "met/miss/fail", 16,
+OUTCOMES_COLUMN = Column("met / missed / failed", "met/miss/fail", 20,
                          lambda _p, s: (s["met"], s["missed"], s["failed"]),
                          "{0[0]} / {0[1]} / {0[2]}")
 # report.md's order; the terminal keeps the outcome counts last (TERMINAL_COLUMNS).
@@ -380,7 +380,7 @@ SUMMARY_COLUMNS = (
     Column("E idle J", "E_idle J", 11, _energy("idle"), "{:.1f}"),
     Column("E total J", "E_total J", 11, _energy("total"), "{:.1f}"),
     # Mean |measured - predicted| processing time of the finished services (D-hat at decision).
-    Column("mean abs D-hat error s", "|err| s", 9,
+    Column("mean abs D-hat error s", "|err| s", 10,
            lambda _p, s: (s.get("prediction_error_s") or {}).get("mean_abs"), "{:.2f}"),
 )
 TERMINAL_COLUMNS = tuple(c for c in SUMMARY_COLUMNS if c is not OUTCOMES_COLUMN) + (
