@@ -32,8 +32,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from scheduler.limits import (MAX_POWER_W, MAX_RATE_MBIT, MAX_RATE_TOK_S, MAX_J_PER_BIT,
-                              MAX_SLOTS, MAX_SLOWDOWN, check_number)
+from scheduler.limits import (MAX_J_PER_BIT, MAX_POWER_W, MAX_RATE_MBIT, MAX_RATE_TOK_S,
+                              MAX_SLOTS, MAX_SLOWDOWN, MIN_RATE_MBIT, MIN_RATE_TOK_S,
+                              check_number)
 from scheduler.outcome import Outcome, Status
 from scheduler.output_length import OutputLengthEstimator
 from scheduler.service import Service
@@ -72,12 +73,14 @@ class NodeInfo:
         # Ranges: scheduler.limits (every number finite, so every prediction is too).
         check_number("slots", self.slots, 1, MAX_SLOTS)
         check_number("queue_capacity", self.queue_capacity, 0, MAX_SLOTS)
-        check_number("link_rate_mbit", self.link_rate_mbit, 0, MAX_RATE_MBIT, low_open=True)
+        check_number("link_rate_mbit", self.link_rate_mbit, MIN_RATE_MBIT, MAX_RATE_MBIT)
         for name, high in (("idle_power_w", MAX_POWER_W), ("max_power_w", MAX_POWER_W),
-                           ("prefill_tok_s", MAX_RATE_TOK_S), ("decode_tok_s", MAX_RATE_TOK_S),
                            ("transmission_j_per_bit", MAX_J_PER_BIT),
                            ("concurrency_slowdown", MAX_SLOWDOWN)):
             check_number(name, getattr(self, name), 0, high)
+        for name in ("prefill_tok_s", "decode_tok_s"):  # 0: unknown until measured
+            if getattr(self, name) != 0:
+                check_number(name, getattr(self, name), MIN_RATE_TOK_S, MAX_RATE_TOK_S)
         if self.max_power_w < self.idle_power_w:
             raise ValueError(
                 f"max_power_w must be >= idle_power_w (got {self.max_power_w} < {self.idle_power_w})")
@@ -254,16 +257,16 @@ class Cluster:
         node.queue_length, node.busy_slots, node.serving = queue_length, busy_slots, serving
         # A rate outside (0, max] (NaN included) is "unknown", the proto's meaning of unset.
         if self.learn_rates:
-            if 0 < prefill_tok_s <= MAX_RATE_TOK_S:
+            if MIN_RATE_TOK_S <= prefill_tok_s <= MAX_RATE_TOK_S:
                 node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill_tok_s)
-            if 0 < decode_tok_s <= MAX_RATE_TOK_S:
+            if MIN_RATE_TOK_S <= decode_tok_s <= MAX_RATE_TOK_S:
                 node.decode_tok_s = self._smooth(node.decode_tok_s, decode_tok_s)
-        if 0 < link_rate_mbit <= MAX_RATE_MBIT:
+        if MIN_RATE_MBIT <= link_rate_mbit <= MAX_RATE_MBIT:
             node.bandwidth_mbit = link_rate_mbit
 
     def set_bandwidth(self, node_id: str, rate_mbit: float) -> None:
         """Feed the current bandwidth of a node's link (the true or a measured rate)."""
-        check_number("rate_mbit", rate_mbit, 0, MAX_RATE_MBIT, low_open=True)
+        check_number("rate_mbit", rate_mbit, MIN_RATE_MBIT, MAX_RATE_MBIT)
         self.node(node_id).bandwidth_mbit = rate_mbit
 
     def set_rates(self, node_id: str, prefill_tok_s: float, decode_tok_s: float) -> None:
@@ -343,7 +346,8 @@ class Cluster:
             ratio = outcome.inference_s / predicted_s  # > 1: the node is slower than believed
             prefill, decode = node.prefill_tok_s / ratio, node.decode_tok_s / ratio
             # Learned rates stay in the range a node may declare (scheduler.limits): finite.
-            if 0 < prefill <= MAX_RATE_TOK_S and 0 < decode <= MAX_RATE_TOK_S:
+            if (MIN_RATE_TOK_S <= prefill <= MAX_RATE_TOK_S
+                    and MIN_RATE_TOK_S <= decode <= MAX_RATE_TOK_S):
                 node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill)
                 node.decode_tok_s = self._smooth(node.decode_tok_s, decode)
         # Bandwidth comes from the link's rate feed, not from one noisy transfer.

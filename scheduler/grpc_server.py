@@ -88,6 +88,34 @@ def _parse(request_class: Any, raw: bytes, method: str, context: grpc.ServicerCo
                   f"request is not a valid {request_class.DESCRIPTOR.full_name} ({reason})")
 
 
+MAX_DETAILS_BYTES = 1024  # a status message rides in the trailers (HTTP/2 headers)
+
+
+def bounded_details(details: str) -> str:
+    """A status message cut to MAX_DETAILS_BYTES of UTF-8: one that quotes a huge field (or
+    lists hundreds of nodes) would overflow the trailers and lose its status code."""
+    raw = details.encode("utf-8")
+    if len(raw) <= MAX_DETAILS_BYTES:
+        return details
+    head = raw[:MAX_DETAILS_BYTES - 40].decode("utf-8", errors="ignore")
+    return f"{head}… ({len(raw)} bytes in all)"
+
+
+class _BoundedContext:
+    """The servicer context, whose abort() keeps its message within MAX_DETAILS_BYTES."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        self._context = context
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self._context.abort(code, bounded_details(details))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
 def _method_handler(method: Any, servicer: Any, undecodable: UndecodableLog) -> Any:
     """One RPC whose request arrives as bytes and is parsed by _parse."""
     request_class = message_factory.GetMessageClass(method.input_type)
@@ -99,12 +127,13 @@ def _method_handler(method: Any, servicer: Any, undecodable: UndecodableLog) -> 
     if method.server_streaming:
         def stream(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
             request = _parse(request_class, raw, name, context, undecodable)
-            yield from behaviour(request, context)
+            yield from behaviour(request, _BoundedContext(context))
         return grpc.unary_stream_rpc_method_handler(
             stream, response_serializer=response_class.SerializeToString)
 
     def unary(raw: bytes, context: grpc.ServicerContext) -> Any:
-        return behaviour(_parse(request_class, raw, name, context, undecodable), context)
+        return behaviour(_parse(request_class, raw, name, context, undecodable),
+                         _BoundedContext(context))
     return grpc.unary_unary_rpc_method_handler(
         unary, response_serializer=response_class.SerializeToString)
 

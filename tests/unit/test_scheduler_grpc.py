@@ -292,7 +292,7 @@ def test_bad_service_is_invalid_argument_naming_field_and_value(srv, fields, nee
     (dict(address="-"), None),  # placeholder replaced below
     (dict(kind=common_pb2.NODE_KIND_UNSPECIFIED), "NODE_KIND_UNSPECIFIED"),
     (dict(slots=0), "slots must be a finite number in [1, 100000] (got 0)"),
-    (dict(link_rate_mbit=0.0), "link_rate_mbit must be a finite number in (0, 1e+06] (got 0.0)"),
+    (dict(link_rate_mbit=0.0), "link_rate_mbit must be a finite number in [0.001, 1e+06] (got 0.0)"),
     (dict(idle_power_w=-1.0), "idle_power_w must be a finite number in [0, 1e+07] (got -1.0)"),
 ])
 def test_bad_registration_is_invalid_argument(srv, fields, needle):
