@@ -45,13 +45,21 @@ class RunError(RuntimeError):
 
 @dataclass
 class PolicyRun:
-    # Rows as outcomes arrive (kept if the run is interrupted); rebuilt with the interface
-    # counters' transmission energy once the run completes.
-    requests: list[RequestRow] = field(default_factory=list)
-    outcomes: list[tuple[Outcome, float]] = field(default_factory=list)  # (outcome, arrival_s)
+    policy: str = ""
+    # (outcome, arrival_s) as they arrive, so an interrupted run keeps what it recorded.
+    outcomes: list[tuple[Outcome, float]] = field(default_factory=list)
+    counters: dict | None = None  # the links' interface counters, once read
     nodes: list[NodeRow] = field(default_factory=list)
     links: list[LinkRow] = field(default_factory=list)
     complete: bool = False
+
+    @property
+    def requests(self) -> list[RequestRow]:
+        """The rows of requests.csv, with the counters' transmission energy once read."""
+        outcomes = (attribute_transmission(self.outcomes, self.counters)
+                    if self.counters is not None else self.outcomes)
+        return [RequestRow.from_outcome(self.policy, outcome, arrival_s)
+                for outcome, arrival_s in outcomes]
 
 
 def child_env() -> dict[str, str]:
@@ -103,6 +111,7 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
 
     policy_dir.mkdir(parents=True, exist_ok=True)
     result = result if result is not None else PolicyRun()
+    result.policy = policy
     env = child_env()
     with contextlib.ExitStack() as logs, \
             Testbed(spec.topology, seed=spec.seed, run_dir=policy_dir) as tb:
@@ -158,7 +167,6 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
             elif kind == "outcome":
                 outcome, arrival_s = read_outcome_record(record)
                 result.outcomes.append((outcome, arrival_s))
-                result.requests.append(RequestRow.from_outcome(policy, outcome, arrival_s))
                 on_outcome()
             elif kind == "node":
                 node_totals[record.pop("node_id")] = record
@@ -168,22 +176,20 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         driver.wait()
         tb.stop_fluctuation()
         scrape_metrics(tb, hosts, policy_dir / "metrics", env)
-        counters = tb.transmission()
+        result.counters = tb.transmission()
         result.links = [LinkRow(policy=policy, time_s=max(0.0, c.time_s - trace_t0_s),
                                 link=c.link, rate_mbit=c.rate_mbit) for c in tb.rate_log]
 
-    result.requests = [RequestRow.from_outcome(policy, outcome, arrival_s) for outcome, arrival_s
-                       in attribute_transmission(result.outcomes, counters)]
     result.nodes = [_node_row(policy, name, totals) for name, totals in node_totals.items()]
     if not result.complete:
         # The driver died: nothing may be lost, so every service without an outcome fails.
         tail = driver_log.read_text().strip().splitlines() if driver_log.exists() else []
-        seen = {r.service_id for r in result.requests}
+        seen = {outcome.service_id for outcome, _ in result.outcomes}
         if len(seen) < n_requests:
-            result.requests += _missing_rows(
-                policy, workload_path, seen, f"driver exited with code {driver.returncode}"
+            result.outcomes += _missing_outcomes(
+                workload_path, seen, f"driver exited with code {driver.returncode}"
                 + (f": {tail[-1]}" if tail else ""))
-    ids = [r.service_id for r in result.requests]
+    ids = [outcome.service_id for outcome, _ in result.outcomes]
     if len(ids) != n_requests or len(set(ids)) != n_requests:
         raise RunError(f"{policy}: {len(set(ids))} distinct outcomes ({len(ids)} rows) for "
                        f"{n_requests} services: the accounting identity does not hold")
@@ -239,12 +245,11 @@ def _node_row(policy: str, node_id: str, totals: dict) -> NodeRow:
                    idle_j=totals["idle_j"], method=totals["method"])
 
 
-def _missing_rows(policy: str, workload_path: Path, seen: set[str], reason: str
-                  ) -> list[RequestRow]:
+def _missing_outcomes(workload_path: Path, seen: set[str], reason: str
+                      ) -> list[tuple[Outcome, float]]:
     from scenarios.workload_file import load_workload
 
-    return [RequestRow.from_outcome(policy, failed_outcome(item.service, "", total_s=0.0,
-                                                           error=reason), item.arrival_s)
+    return [(failed_outcome(item.service, "", total_s=0.0, error=reason), item.arrival_s)
             for item in load_workload(workload_path) if item.service.id not in seen]
 
 
@@ -310,7 +315,7 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
     try:
         for policy in policies:
             bar.set_description(policy)
-            runs.append(PolicyRun())
+            runs.append(PolicyRun(policy))
             run_policy(spec, policy, mode, workload_path, len(items), run_dir / "logs" / policy,
                        on_outcome=lambda: bar.update(1), result=runs[-1])
     except KeyboardInterrupt:

@@ -11,13 +11,14 @@ import logging
 import os
 from pathlib import Path
 
-from scheduler.limits import MAX_RATE_MBIT, check_number
+from scheduler.limits import MAX_RATE_MBIT, MIN_RATE_MBIT, check_number
 
 log = logging.getLogger(__name__)
 
-# A link the feed reports as down (rate 0) still needs a positive rate for the prediction; this
-# one makes any upload take hours, so the constraint filter rules the node out.
-DOWN_LINK_RATE_MBIT = 1e-3
+# A link the feed reports as down (rate 0) still needs a positive rate for the prediction: the
+# lowest a rate may be, which makes any upload take hours, so the constraint filter rules the
+# node out.
+DOWN_LINK_RATE_MBIT = MIN_RATE_MBIT
 
 
 class BandwidthFeed:

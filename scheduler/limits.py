@@ -47,6 +47,14 @@ def check_number(name: str, value: float, low: float, high: float, *,
     return value
 
 
+def check_count(name: str, value: object) -> int:
+    """`value` if it is an integer >= 0 (a count read from a file: bools and floats refused);
+    else ValueError naming the field and the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (got {value!r})")
+    return value
+
+
 def check_address(name: str, address: str) -> str:
     """`address` if it is host:port (port 1-65535), [ipv6]:port or unix:path."""
     match = _ADDRESS.match(address)

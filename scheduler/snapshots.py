@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+from scheduler.limits import check_count
 from scheduler.policies.base import Policy
 from scheduler.state_store import StateFileError, encode_state, load_state, write_atomic
 
@@ -40,10 +41,10 @@ class StateSnapshots:
         loaded = {}
         for key in counters:
             value = saved.get(key, 0) if isinstance(saved, dict) else saved
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise StateFileError(f"state file {self.path!r}: counters.{key} must be an "
-                                     f"integer >= 0 (got {value!r})")
-            loaded[key] = value
+            try:
+                loaded[key] = check_count(f"counters.{key}", value)
+            except ValueError as e:
+                raise StateFileError(f"state file {self.path!r}: {e}") from None
         policy_state = state.get("policy_state")
         if not isinstance(policy_state, dict):
             raise StateFileError(f"state file {self.path!r}: policy_state must be an object "

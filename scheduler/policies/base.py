@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from scheduler.cluster import Cluster, Prediction
 from scheduler.outcome import Outcome
+from scheduler.limits import check_count
 from scheduler.registry import Registry
 from scheduler.service import Service
 
@@ -142,9 +143,7 @@ class Policy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict saved; ValueError names the bad key and value, and nothing
         is changed unless all of it is valid."""
-        t = state.get("t", 0)
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise ValueError(f"state.t must be an integer >= 0 (got {t!r})")
+        t = check_count("state.t", state.get("t", 0))
         rng = None
         if "rng" in state:
             words, pos = state["rng"], state.get("rng_pos")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.cluster import CLOUD, Cluster
-from scheduler.limits import MAX_REWARD
+from scheduler.limits import MAX_REWARD, check_count
 from scheduler.outcome import Outcome, Status
 from scheduler.policies.base import (ArmStat, Decision, PolicyConfig, Policy, register_policy,
                                      require_candidates)
@@ -306,10 +306,7 @@ class CsUcb(Policy):
 
 def _count(record: dict, name: str, key: str) -> int:
     """A count from a state file: an integer >= 0 (ValueError names the key and the value)."""
-    value = record[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"state.{key}.{name} must be an integer >= 0 (got {value!r})")
-    return value
+    return check_count(f"state.{key}.{name}", record[name])
 
 
 def _sum(record: dict, name: str, key: str, plays: int) -> float:
