@@ -91,6 +91,10 @@ class Policy(ABC):
     # Whether the cluster this policy sees learns node rates from measured outcomes (True) or
     # keeps the rates nodes registered with (False: a reference that knows the true rates).
     learns_rates: ClassVar[bool] = True
+    # What the policy is allowed to know (scheduler.information): None means the run's
+    # information model (declared rates learned from outcomes, measured bandwidth, estimated
+    # output lengths by default); "clairvoyant" marks the reference that is handed the truth.
+    information: ClassVar[str | None] = None
 
     def __init__(self, config: PolicyConfig | None = None, seed: int = 0) -> None:
         self.config = config if config is not None else self.config_class()
