@@ -64,6 +64,9 @@ class NodeConfig(SecurityOptions):
     link_rate_mbit: float = option(100.0, "nominal rate of the node's link (Mbit/s), "
                                    "declared at registration")
     j_per_bit: float = option(0.0, "transmission energy of the node's link type (J/bit)")
+    declared_rate_factor: float = option(
+        1.0, "rates declared at registration = the profile's x this factor (a misspecified "
+             "profile: scheduler.information); the node still paces at the profile's")
     heartbeat_interval_s: float = option(0.5, "seconds between heartbeats to the scheduler")
 
     def resolved_slots(self) -> int:
@@ -92,7 +95,7 @@ class NodeConfig(SecurityOptions):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0 (got {value})")
-        for name in ("link_rate_mbit", "heartbeat_interval_s"):
+        for name in ("link_rate_mbit", "heartbeat_interval_s", "declared_rate_factor"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0 (got {value})")

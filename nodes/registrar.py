@@ -48,7 +48,11 @@ class Registrar(threading.Thread):
             node_id=c.node_id, address=self.address, kind=kind_to_proto(c.kind),
             slots=s.slots.slots, link_rate_mbit=c.link_rate_mbit, profile=c.profile,
             idle_power_w=s.meter.idle_power_w, max_power_w=s.meter.max_power_w,
-            prefill_tok_s=s.rates.prefill_tok_s, decode_tok_s=s.rates.decode_tok_s,
+            # Declared: the profile as published (times a misspecification, if configured),
+            # never what the node has measured since (scheduler.information).
+            prefill_tok_s=(p.prefill_tok_s if p else s.rates.prefill_tok_s)
+            * c.declared_rate_factor,
+            decode_tok_s=(p.decode_tok_s if p else s.rates.decode_tok_s) * c.declared_rate_factor,
             queue_capacity=s.slots.capacity, transmission_j_per_bit=c.j_per_bit,
             concurrency_slowdown=p.concurrency_slowdown if p else 0.0)
 

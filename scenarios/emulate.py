@@ -27,7 +27,9 @@ from scenarios.workload_file import save_workload
 from nodes.config import NodeConfig
 from nodes.config import serve_argv as node_serve_argv
 from scheduler.config import ServerConfig, serve_argv
+from scheduler.information import CLAIRVOYANT, MEASURED, declared_factors, information_for
 from scheduler.outcome import Outcome, failed_outcome
+from scheduler.policies import POLICIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_PORT = 50051
@@ -91,6 +93,9 @@ def wait_ready(proc: subprocess.Popen, what: str, log_path: Path,
 
 def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str]:
     kind = "cloud" if name == "cloud" else "edge"
+    # The same misspecification the simulator draws for this seed (scheduler.information).
+    declared = declared_factors(spec.topology.link_names(), spec.scheduler.declared_error,
+                                spec.seed)
     group = spec.nodes.cloud if kind == "cloud" else spec.nodes.edge
     return node_serve_argv(NodeConfig(
         node_id=name, kind=kind, backend=group.backend, model=str(group.model),
@@ -98,7 +103,7 @@ def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str
         slots=group.slots,
         queue_capacity=group.queue_capacity, scheduler=f"{user_ip}:{SCHEDULER_PORT}",
         advertise=f"{ip}:{NODE_PORT}", link_rate_mbit=spec.topology.nominal_rate_mbit(name),
-        j_per_bit=spec.topology.j_per_bit(name),
+        j_per_bit=spec.topology.j_per_bit(name), declared_rate_factor=declared[name],
         heartbeat_interval_s=spec.scheduler.heartbeat_interval_s))
 
 
@@ -118,6 +123,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         hosts = spec.topology.link_names()
         user_ip = tb.ip("user")
         sched_log = policy_dir / "scheduler.log"
+        information = information_for(spec.scheduler.information,
+                                      POLICIES.get(policy).information)
         sched_argv = serve_argv(ServerConfig(
             policy=policy, seed=spec.seed, policy_params=spec.policy_params.get(policy, {}),
             port=SCHEDULER_PORT, metrics_port=SCHEDULER_METRICS_PORT,
@@ -126,8 +133,11 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
             # Submit may run as long as the driver waits (give_up_s), so a late service ends
             # as missed with its true time, not cut at its requirement.
             submit_margin_s=spec.workload.give_up_s, max_workers=1024,
-            bandwidth_feed=(str(tb.bandwidth_feed_path)
-                            if spec.scheduler.bandwidth_source != "nominal" else None)))
+            information=spec.scheduler.information,
+            # The testbed's shaping feed is the true bandwidth: for perfect information (and
+            # the clairvoyant) only; a measuring scheduler learns it from its transfers.
+            bandwidth_feed=(str(tb.bandwidth_feed_path) if information != MEASURED else None),
+            true_output_tokens=(str(workload_path) if information == CLAIRVOYANT else None)))
         scheduler = tb.popen("user", sched_argv, env=env, stdout=subprocess.PIPE,
                              stderr=logs.enter_context(sched_log.open("w")), text=True)
         wait_ready(scheduler, "scheduler", sched_log)

@@ -7,6 +7,7 @@ rules) are described in scenarios/workload.py's docstring.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ import yaml
 from pydantic import (Discriminator, Field, Tag, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from scheduler.information import MAX_DECLARED_ERROR
 from testbed.spec import Strict, TopologySpec
 
 SCENARIO_DIR = Path(__file__).resolve().parent
@@ -277,17 +279,55 @@ class WorkloadSpec(Strict):
 
 
 class SchedulerSpec(Strict):
-    bandwidth_source: Literal["true", "measured", "nominal"] = Field(
-        "true", description="What bandwidth the constraint mechanism is fed")
+    information: Literal["measured", "perfect"] = Field(
+        "measured", description="What every policy's scheduler knows (scheduler.information): "
+        "measured = declared rates learned from outcomes, bandwidth learned from transfers, "
+        "estimated output lengths; perfect = true rates and true current bandwidth")
+    declared_error: float = Field(
+        0.0, ge=0.0, le=MAX_DECLARED_ERROR,
+        description="Each node declares its profile's rates times a factor drawn uniformly "
+        "in [1 - e, 1 + e] from the seed (a misspecified profile); 0: declared = true")
     heartbeat_interval_s: float = Field(0.5, gt=0.0)
     heartbeat_timeout_s: float = Field(3.0, gt=0.0)
 
 
+# A node this many times slower is as good as dead; the bound keeps every paced time finite.
+MAX_SLOWDOWN_FACTOR = 1000.0
+
+
 class FaultSpec(Strict):
-    at_s: float = Field(ge=0.0)
-    kind: Literal["kill-node", "link-down"]
+    """Something that happens to one host (a node and its link) at_s seconds after the
+    workload starts, the same in both worlds.
+
+    - kill-node: the node's process is killed (a crash); it does not come back.
+    - link-down: the host's link carries nothing for duration_s, then returns at its
+      scheduled rate.
+    - slow-node: for duration_s every prefill and decode step on the node takes `factor`
+      times as long (thermal throttling, a co-tenant). Work in progress slows down when the
+      period starts and speeds up when it ends (its remaining work is served at the new
+      rate); overlapping periods on one node: the largest factor applies. The scheduler is
+      not told; it sees only the measured outcomes.
+    """
+
+    at_s: float = Field(ge=0.0, allow_inf_nan=False)
+    kind: Literal["kill-node", "link-down", "slow-node"]
     target: str
-    duration_s: float = Field(0.0, ge=0.0, description="link-down: seconds until back up")
+    duration_s: float = Field(0.0, ge=0.0, description="link-down: seconds until back up; "
+                              "slow-node: seconds the node stays slow (> 0)")
+    factor: float = Field(1.0, ge=1.0, le=MAX_SLOWDOWN_FACTOR, allow_inf_nan=False,
+                          description="slow-node: how many times longer each step takes "
+                                      "(1 = normal speed, 4 = a quarter of the speed)")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "FaultSpec":
+        if self.kind == "slow-node":
+            if not (0.0 < self.duration_s < math.inf):
+                raise ValueError(f"faults.duration_s: slow-node needs a finite duration_s > 0 "
+                                 f"(got {self.duration_s!r})")
+        elif _changed(self, "factor"):
+            raise ValueError(f"faults.factor: only used with kind 'slow-node' (got "
+                             f"factor={self.factor!r} with kind {self.kind!r})")
+        return self
 
 
 # The paper's edge deployments (section 5.1, "Models"; Table 1): one model on every edge server
@@ -333,6 +373,11 @@ class ScenarioSpec(Strict):
             if fault.target not in hosts:
                 raise ValueError(f"faults.target: unknown host {fault.target!r}; accepted: "
                                  f"{', '.join(sorted(hosts))}")
+            group = self.nodes.cloud if fault.target == "cloud" else self.nodes.edge
+            if fault.kind == "slow-node" and not group.profile:
+                # An unpaced node runs at its machine's own speed: there is no pace to slow.
+                raise ValueError(f"faults.target: slow-node needs a paced node (a hardware "
+                                 f"profile); {fault.target!r} has profile None")
         return self
 
 

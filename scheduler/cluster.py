@@ -14,8 +14,12 @@ The prediction D-hat of a service on node j (all in seconds):
   behind its own upload;
 - inference: prompt tokens / prefill rate + max new tokens / decode rate, slowed by the
   concurrency it will run at: rate_n = rate_1 / (1 + s·(n − 1)) (hardware profiles' model).
-Rates are learned: an EWMA of the rates heartbeats report and of what each completed outcome
-implies (measured inference time against the prediction for its actual tokens).
+What the rates, the bandwidth and the output lengths come from is the information model
+(scheduler.information): under `measured` (the default) rates start as declared and are learned
+from outcomes (measured inference time against the prediction for its actual tokens) and a
+link's bandwidth is learned from its transfers; under `perfect` and `clairvoyant` the caller
+feeds the true rates (`set_rates`, or the rates nodes report in heartbeats) and bandwidth
+(`set_bandwidth`), and nothing is learned.
 
 Bookings are released by the outcome. An advisor-mode client that crashes never reports one, so
 a booking is also dropped when it is long overdue (its predicted finish more than its
@@ -32,6 +36,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
+from scheduler.information import (CLAIRVOYANT, MEASURED, TransferBandwidth,
+                                   check_information)
 from scheduler.limits import (MAX_J_PER_BIT, MAX_POWER_W, MAX_RATE_MBIT, MAX_RATE_TOK_S,
                               MAX_SLOTS, MAX_SLOWDOWN, MIN_RATE_MBIT, MIN_RATE_TOK_S,
                               check_number)
@@ -122,6 +128,8 @@ class Booking(NamedTuple):
     # When it is dropped if no outcome came (see the module docstring); inf: never.
     expires_s: float = math.inf
     cap_tokens: int = 0  # the service's declared max_new_tokens (the output-length estimate)
+    input_bytes: int = 0
+    sharing: int = 1  # uploads to the node in flight when its upload started, itself included
 
 
 @dataclass
@@ -129,7 +137,7 @@ class NodeState:
     info: NodeInfo
     prefill_tok_s: float
     decode_tok_s: float
-    bandwidth_mbit: float  # current estimate (true or measured, by configuration)
+    bandwidth_mbit: float  # current estimate (true or measured: scheduler.information)
     alive: bool = True
     serving: bool = True
     last_heartbeat_s: float = 0.0
@@ -140,6 +148,7 @@ class NodeState:
     # Sorted views of the bookings so a prediction costs O(log k), not O(k).
     finishes_s: list[float] = field(default_factory=list)
     upload_ends_s: list[float] = field(default_factory=list)
+    transfers: TransferBandwidth | None = None  # the measured bandwidth (information model)
 
     @property
     def node_id(self) -> str:
@@ -192,15 +201,16 @@ def _remove(sorted_list: list[float], value: float) -> None:
 class Cluster:
     """Registered nodes plus the estimates the policies read.
 
-    learn_rates=False keeps the rates as registered or fed with `set_rates` (the oracle's
-    cluster, fed true rates by the caller). booking_ttl_s: how long past its predicted finish
-    a booking without outcome is kept; None: its service's deadline_s + heartbeat_timeout_s;
-    math.inf: forever.
+    information: what the estimates come from (scheduler.information; the module docstring).
+    true_output_tokens: service id -> true output length, for a clairvoyant cluster only.
+    booking_ttl_s: how long past its predicted finish a booking without outcome is kept;
+    None: its service's deadline_s + heartbeat_timeout_s; math.inf: forever.
     """
 
     def __init__(self, clock: Callable[[], float], rate_smoothing: float = 0.3,
-                 heartbeat_timeout_s: float = 5.0, learn_rates: bool = True,
-                 booking_ttl_s: float | None = None) -> None:
+                 heartbeat_timeout_s: float = 5.0, information: str = MEASURED,
+                 booking_ttl_s: float | None = None,
+                 true_output_tokens: dict[str, int] | None = None) -> None:
         if not 0 < rate_smoothing <= 1:
             raise ValueError(f"rate_smoothing must be in (0, 1] (got {rate_smoothing})")
         if not heartbeat_timeout_s > 0:
@@ -210,7 +220,13 @@ class Cluster:
         self.clock = clock
         self.rate_smoothing = rate_smoothing  # EWMA weight of a new measurement
         self.heartbeat_timeout_s = heartbeat_timeout_s
-        self.learn_rates = learn_rates
+        self.information = check_information(information)
+        # Only under `measured` does the cluster learn; otherwise the caller feeds the truth.
+        self.learn_rates = information == MEASURED
+        if (true_output_tokens is not None) != (information == CLAIRVOYANT):
+            raise ValueError("true_output_tokens is given to a clairvoyant cluster, and only "
+                             f"to one (information {information!r})")
+        self._true_output_tokens = true_output_tokens
         self.booking_ttl_s = booking_ttl_s
         self.nodes: dict[str, NodeState] = {}
         # (expires_s, seq, node_id, service_id) of every booking made; entries whose booking
@@ -238,6 +254,8 @@ class Cluster:
             decode_tok_s=info.decode_tok_s or DEFAULT_DECODE_TOK_S,
             bandwidth_mbit=info.link_rate_mbit,
             last_heartbeat_s=self.clock(),
+            transfers=(TransferBandwidth(info.link_rate_mbit, self.rate_smoothing)
+                       if self.learn_rates else None),
         )
         if existing is not None:  # re-registration keeps what was learned and booked
             state.inflight, state.assigned = existing.inflight, existing.assigned
@@ -245,6 +263,9 @@ class Cluster:
             if self.learn_rates or not (info.prefill_tok_s and info.decode_tok_s):
                 state.prefill_tok_s = existing.prefill_tok_s
                 state.decode_tok_s = existing.decode_tok_s
+            if self.learn_rates:
+                state.transfers, state.bandwidth_mbit = (existing.transfers,
+                                                         existing.bandwidth_mbit)
         self.nodes[info.node_id] = state
         return state
 
@@ -256,11 +277,15 @@ class Cluster:
         node.alive = True
         node.queue_length, node.busy_slots, node.serving = queue_length, busy_slots, serving
         # A rate outside (0, max] (NaN included) is "unknown", the proto's meaning of unset.
+        # What a node reports of itself is the truth only to a perfect-information cluster
+        # (the emulation's nodes measure their own paced tokens); a measuring scheduler
+        # learns from its own outcomes and transfers instead (scheduler.information).
         if self.learn_rates:
-            if MIN_RATE_TOK_S <= prefill_tok_s <= MAX_RATE_TOK_S:
-                node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill_tok_s)
-            if MIN_RATE_TOK_S <= decode_tok_s <= MAX_RATE_TOK_S:
-                node.decode_tok_s = self._smooth(node.decode_tok_s, decode_tok_s)
+            return
+        if MIN_RATE_TOK_S <= prefill_tok_s <= MAX_RATE_TOK_S:
+            node.prefill_tok_s = prefill_tok_s
+        if MIN_RATE_TOK_S <= decode_tok_s <= MAX_RATE_TOK_S:
+            node.decode_tok_s = decode_tok_s
         if MIN_RATE_MBIT <= link_rate_mbit <= MAX_RATE_MBIT:
             node.bandwidth_mbit = link_rate_mbit
 
@@ -270,7 +295,7 @@ class Cluster:
         self.node(node_id).bandwidth_mbit = rate_mbit
 
     def set_rates(self, node_id: str, prefill_tok_s: float, decode_tok_s: float) -> None:
-        """Feed a node's single-request rates directly (e.g. the true rates, for the oracle)."""
+        """Feed a node's single-request rates directly (the true rates, `perfect` information)."""
         for name, value in (("prefill_tok_s", prefill_tok_s), ("decode_tok_s", decode_tok_s)):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be > 0 (got {value})")
@@ -288,6 +313,8 @@ class Cluster:
         if self._abandoned_ids.pop(service.id, None) is not None:
             self._abandoned -= 1  # counted by its new booking from now on
         finish_s = now + prediction.total_s
+        upload_ends = node.upload_ends_s
+        sharing = len(upload_ends) - bisect_right(upload_ends, now) + 1
         ttl_s = (service.deadline_s + self.heartbeat_timeout_s if self.booking_ttl_s is None
                  else self.booking_ttl_s)
         booking = Booking(
@@ -295,7 +322,8 @@ class Cluster:
             upload_end_s=now + prediction.transmission_s,
             finish_s=finish_s,
             concurrency=min(len(node.inflight) + 1, node.info.slots),
-            expires_s=finish_s + ttl_s, cap_tokens=service.max_new_tokens)
+            expires_s=finish_s + ttl_s, cap_tokens=service.max_new_tokens,
+            input_bytes=service.input_bytes, sharing=sharing)
         node.inflight[service.id] = booking
         self._booked_on[service.id] = node.node_id
         insort(node.finishes_s, booking.finish_s)
@@ -335,6 +363,10 @@ class Cluster:
                                        outcome.tokens_out)
         if not self.learn_rates:
             return
+        if booking is not None and node.transfers is not None:
+            if node.transfers.observe(booking.input_bytes, outcome.transmission_s,
+                                      booking.sharing) is not None:
+                node.bandwidth_mbit = node.transfers.rate_mbit
         if outcome.inference_s > 0 and outcome.tokens_out > 0:
             # What we would have predicted for the tokens it actually processed, at the
             # concurrency it was booked at; the ratio scales both rates (robust when the
@@ -350,7 +382,6 @@ class Cluster:
                     and MIN_RATE_TOK_S <= decode <= MAX_RATE_TOK_S):
                 node.prefill_tok_s = self._smooth(node.prefill_tok_s, prefill)
                 node.decode_tok_s = self._smooth(node.decode_tok_s, decode)
-        # Bandwidth comes from the link's rate feed, not from one noisy transfer.
 
     def expire(self) -> list[str]:
         """Mark nodes whose heartbeats stopped as dead and drop their bookings (their services
@@ -442,8 +473,11 @@ class Cluster:
         transmission_s = bits / (share_mbit * 1e6)
         booked = len(node.inflight)
         concurrency = booked + 1 if booked < slots else slots
-        output_tokens = self.output_length.estimate(service.service_class,
-                                                    service.max_new_tokens)
+        if self._true_output_tokens is None:
+            output_tokens = self.output_length.estimate(service.service_class,
+                                                        service.max_new_tokens)
+        else:  # clairvoyant: the true length (scheduler.information)
+            output_tokens = self._true_output_tokens.get(service.id, service.max_new_tokens)
         inference_s = (service.estimated_prompt_tokens / node.prefill_tok_s
                        + output_tokens / node.decode_tok_s)
         if concurrency > 1 and info.concurrency_slowdown:

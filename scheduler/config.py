@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from scheduler.information import RUN_INFORMATION
 from scheduler.options import option, to_argv
 from scheduler.security import SecurityOptions
 
@@ -43,6 +44,14 @@ class ServerConfig(SecurityOptions):
     state_file: str | None = option(
         None, "policy state, rewritten atomically after every outcome, loaded at start",
         metavar="PATH")
+    information: str = option(
+        "measured", "what the scheduler knows (scheduler.information): measured = declared "
+                    "rates learned from outcomes and bandwidth learned from transfers; "
+                    "perfect = the rates nodes report and the bandwidth feed taken as truth",
+        choices=lambda: list(RUN_INFORMATION))
+    true_output_tokens: str | None = option(
+        None, "workload JSON whose true output lengths a clairvoyant policy is handed "
+              "(required by it, refused for any other)", metavar="PATH")
     bandwidth_feed: str | None = option(
         None, 'JSON {"time_s": t, "rates_mbit": {node_id: rate}}, re-read on change',
         metavar="PATH")
@@ -64,6 +73,9 @@ class ServerConfig(SecurityOptions):
     clock: Callable[[], float] = option(time.monotonic, cli=False)
 
     def validate(self) -> None:
+        if self.information not in RUN_INFORMATION:
+            raise ValueError(f"information must be one of {', '.join(RUN_INFORMATION)} "
+                             f"(got {self.information!r})")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535] (got {self.port})")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:

@@ -17,6 +17,7 @@ from scheduler.bandwidth_feed import DOWN_LINK_RATE_MBIT, BandwidthFeed
 from scheduler.cluster import Cluster, NodeInfo
 from scheduler.config import ServerConfig
 from scheduler.metrics import SchedulerMetrics
+from scheduler.information import CLAIRVOYANT, information_for, load_true_output_tokens
 from scheduler.outcome import Outcome
 from scheduler.policies.base import Decision, NoNodeError, Policy
 from scheduler.service import Service
@@ -29,11 +30,21 @@ class Scheduler:
     def __init__(self, config: ServerConfig, policy: Policy) -> None:
         self.config = config
         self.policy = policy
-        # A policy that does not learn rates (the oracle) keeps the true rates the nodes
-        # register with, as in the simulator.
+        # What the policy may know (scheduler.information): the run's model, or the truth
+        # for a clairvoyant policy, whose true output lengths come from the workload file.
+        information = information_for(config.information, policy.information)
+        truth = None
+        if information == CLAIRVOYANT:
+            if not config.true_output_tokens:
+                raise ValueError(f"policy {policy.name!r} is clairvoyant: it needs "
+                                 f"true_output_tokens (a workload file)")
+            truth = load_true_output_tokens(config.true_output_tokens)
+        elif config.true_output_tokens:
+            raise ValueError(f"true_output_tokens is for a clairvoyant policy only "
+                             f"(policy {policy.name!r})")
         self.cluster = Cluster(clock=config.clock, heartbeat_timeout_s=config.heartbeat_timeout_s,
-                               learn_rates=policy.learns_rates,
-                               booking_ttl_s=config.booking_ttl_s)
+                               information=information, booking_ttl_s=config.booking_ttl_s,
+                               true_output_tokens=truth)
         self.counters = {"met": 0, "missed": 0, "failed": 0}
         self.lock = threading.Lock()  # cluster, policy, counters, Submit runs
         self.metrics = SchedulerMetrics(self)  # off unless config.metrics_port is set

@@ -40,7 +40,8 @@ def requests_per_s(runs: int = 3) -> dict:
     for _ in range(runs):
         result = simulate(POLICY, setups, items, seed=spec.seed,
                           rate_changes=world.rate_changes(spec),
-                          bandwidth_source=spec.scheduler.bandwidth_source, record_links=False)
+                          information=spec.scheduler.information,
+                          declared_error=spec.scheduler.declared_error, record_links=False)
         walls.append(result.wall_s)
     best = min(walls)
     return {"requests_per_s": round(len(items) / best, 1), "requests": len(items),
@@ -60,7 +61,8 @@ def trace_services_per_s(name: str, runs: int = 3) -> dict:
     for _ in range(runs):
         result = simulate(
             POLICY, setups, items, seed=spec.seed, rate_changes=world.rate_changes(spec),
-            bandwidth_source=spec.scheduler.bandwidth_source,
+            information=spec.scheduler.information,
+            declared_error=spec.scheduler.declared_error,
             heartbeat_interval_s=spec.scheduler.heartbeat_interval_s,
             heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s, faults=world.faults(spec),
             policy_params=spec.policy_params.get(POLICY, {}), record_links=False,

@@ -86,7 +86,8 @@ def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
     for policy in policies:
         result = simulate(
             policy, setups, items, seed=spec.seed, rate_changes=world.rate_changes(spec),
-            bandwidth_source=spec.scheduler.bandwidth_source,
+            information=spec.scheduler.information,
+            declared_error=spec.scheduler.declared_error,
             heartbeat_interval_s=spec.scheduler.heartbeat_interval_s,
             heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s,
             faults=world.faults(spec), policy_params=spec.policy_params.get(policy, {}),

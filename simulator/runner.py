@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import simpy
 
 from scheduler.cluster import CLOUD, EDGE, Cluster, NodeInfo
+from scheduler.information import CLAIRVOYANT, MEASURED, declared_factors, information_for
 from scheduler.outcome import Energy, Outcome, Status, completed_outcome, failed_outcome
 from scheduler.policies.base import NoNodeError, Policy, create_policy
 from scheduler.reward import transmission_energy_j
@@ -33,7 +34,6 @@ from testbed.fluctuation import RateChange
 from simulator.engine import Job
 from simulator.model import NodeModel, SimLink, SimNode, Task
 
-BANDWIDTH_SOURCES = ("true", "nominal", "measured")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +55,10 @@ class NodeSetup:
 @dataclass(frozen=True, slots=True)
 class Fault:
     at_s: float
-    kind: str  # kill-node | link-down
+    kind: str  # kill-node | link-down | slow-node (scenarios.spec.FaultSpec says what each does)
     target: str
     duration_s: float = 0.0
+    factor: float = 1.0  # slow-node: every step takes this many times as long
 
 
 @dataclass
@@ -73,7 +74,8 @@ class SimResult:
 
 def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequence[WorkloadItem],
              *, seed: int = 0, rate_changes: Iterable[RateChange] = (),  # time-ordered, may be endless
-             bandwidth_source: str = "true", heartbeat_interval_s: float = 0.5,
+             information: str = MEASURED, declared_error: float = 0.0,
+             heartbeat_interval_s: float = 0.5,
              heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
              policy_params: Mapping[str, object] | None = None,
              record_links: bool = True, trace: list[tuple] | None = None,
@@ -83,10 +85,10 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
     trace: if a list, every event the cluster and the policy saw is appended to it, in order:
     ("decide", t, service, node_id), ("heartbeat", t, node_id, queue_length, busy_slots),
     ("bandwidth", t, node_id, rate_mbit), ("outcome", t, outcome) — enough to replay the run
-    through another front end (the gRPC scheduler) and compare decisions."""
-    if bandwidth_source not in BANDWIDTH_SOURCES:
-        raise ValueError(f"bandwidth_source must be one of {BANDWIDTH_SOURCES} "
-                         f"(got {bandwidth_source!r})")
+    through another front end (the gRPC scheduler) and compare decisions.
+
+    information, declared_error: the information model (scheduler.information) and the
+    spread of the rates nodes declare; a clairvoyant policy gets the truth whatever the run's."""
     if not heartbeat_interval_s > 0:
         raise ValueError(f"heartbeat_interval_s must be > 0 (got {heartbeat_interval_s})")
     if not nodes:
@@ -99,7 +101,7 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        run = _Run(policy, nodes, arrivals, rate_changes, bandwidth_source,
+        run = _Run(policy, nodes, arrivals, rate_changes, information, declared_error, seed,
                    heartbeat_interval_s, heartbeat_timeout_s, faults, record_links)
         run.trace = trace
         run.give_up_s = give_up_s
@@ -113,15 +115,25 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
 class _Run:
     def __init__(self, policy: Policy, setups: Sequence[NodeSetup],
                  arrivals: Sequence[WorkloadItem], rate_changes: Iterable[RateChange],
-                 bandwidth_source: str, heartbeat_interval_s: float,
+                 information: str, declared_error: float, seed: int,
+                 heartbeat_interval_s: float,
                  heartbeat_timeout_s: float, faults: Sequence[Fault],
                  record_links: bool) -> None:
         self.give_up_s = math.inf  # set by simulate()
         self.env = env = simpy.Environment()
         self.policy = policy
+        # What the policy may know (scheduler.information). The true output lengths exist
+        # only in the arrivals; a clairvoyant cluster is handed them, no other.
+        self.information = information_for(information, policy.information)
+        truth = ({a.service.id: a.output_tokens for a in arrivals}
+                 if self.information == CLAIRVOYANT else None)
         self.cluster = Cluster(clock=lambda: env.now, heartbeat_timeout_s=heartbeat_timeout_s,
-                               learn_rates=policy.learns_rates)
-        self.feed_bandwidth = bandwidth_source != "nominal"
+                               information=self.information, true_output_tokens=truth)
+        # Perfect information is fed the true bandwidth and rates as they change; a measuring
+        # cluster learns both from its outcomes.
+        self.feed_truth = self.information != MEASURED
+        declared = declared_factors([s.node_id for s in setups],
+                                    declared_error if not self.feed_truth else 0.0, seed)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.setups = {s.node_id: s for s in setups}
         if len(self.setups) != len(setups):
@@ -142,7 +154,8 @@ class _Run:
                 node_id=s.node_id, address=f"unix:/sim/{s.node_id}", kind=s.kind, slots=s.slots,
                 link_rate_mbit=s.link_rate_mbit, profile=s.profile,
                 idle_power_w=s.model.idle_power_w, max_power_w=s.model.max_power_w,
-                prefill_tok_s=s.model.prefill_tok_s, decode_tok_s=s.model.decode_tok_s,
+                prefill_tok_s=s.model.prefill_tok_s * declared[s.node_id],
+                decode_tok_s=s.model.decode_tok_s * declared[s.node_id],
                 queue_capacity=s.queue_capacity, transmission_j_per_bit=s.j_per_bit,
                 concurrency_slowdown=s.model.concurrency_slowdown))
         self.policy_name = policy.name
@@ -201,7 +214,7 @@ class _Run:
             self.down[link] = rate_mbit  # applied when the link comes back up
             return
         sim_link.set_rate(rate_mbit)
-        if self.feed_bandwidth and rate_mbit > 0:
+        if self.feed_truth and rate_mbit > 0:
             self.cluster.set_bandwidth(link, rate_mbit)
             if self.trace is not None:
                 self.trace.append(("bandwidth", self.env.now, link, rate_mbit))
@@ -216,8 +229,26 @@ class _Run:
         elif fault.kind == "link-down":
             self._at(fault.at_s, self._link_down, fault.target)
             self._at(fault.at_s + fault.duration_s, self._link_up, fault.target)
+        elif fault.kind == "slow-node":
+            self._at(fault.at_s, self._slow_node, fault.target, fault.factor, True)
+            self._at(fault.at_s + fault.duration_s, self._slow_node, fault.target, fault.factor,
+                     False)
         else:
-            raise ValueError(f"fault kind must be kill-node or link-down (got {fault.kind!r})")
+            raise ValueError(f"fault kind must be kill-node, link-down or slow-node (got "
+                             f"{fault.kind!r})")
+
+    def _slow_node(self, node_id: str, factor: float, begins: bool) -> None:
+        # The node's service rate changes, also for the work it is running (SimNode).
+        node = self.nodes[node_id]
+        (node.begin_slowdown if begins else node.end_slowdown)(factor)
+        self._slowdown_changed(node_id)
+
+    # (time_s, node_id, slowdown now) at both ends of every slow-node period, in time order.
+    slowdown_changes: tuple[tuple[float, str, float], ...] = ()
+
+    def _slowdown_changed(self, node_id: str) -> None:
+        """A node's true speed changed (self.nodes[node_id].slowdown); for now only recorded."""
+        self.slowdown_changes += ((self.env.now, node_id, self.nodes[node_id].slowdown),)
 
     def _kill(self, node_id: str) -> None:
         # The node stops: its heartbeats stop (the cluster expires it after the timeout) and

@@ -26,7 +26,8 @@ def node_info(node_id: str, kind: str = "edge", slots: int = 1, decode: float = 
 
 def make_cluster(*infos: NodeInfo, learn_rates: bool = True,
                  clock: FakeClock | None = None) -> Cluster:
-    cluster = Cluster(clock or FakeClock(), learn_rates=learn_rates)
+    # learn_rates=False: a perfect-information cluster (scheduler.information).
+    cluster = Cluster(clock or FakeClock(), information="measured" if learn_rates else "perfect")
     for info in infos:
         cluster.register(info)
     return cluster

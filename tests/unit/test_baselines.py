@@ -213,7 +213,7 @@ def test_oracle_takes_the_fastest_when_nothing_meets_the_requirement():
 
 
 def test_oracle_follows_fed_true_rates():
-    cluster = Cluster(FakeClock(), learn_rates=False)
+    cluster = Cluster(FakeClock(), information="perfect")
     for info in (node("edge1", idle_w=10.0, max_w=20.0), node("cloud", **CLOUD)):
         cluster.register(info)
     oracle = create_policy("oracle")

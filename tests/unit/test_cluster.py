@@ -160,24 +160,25 @@ def test_rate_learning_is_smoothed_and_ignores_failures(cluster):
     assert cluster.node("edge1").decode_tok_s == before
 
 
-def test_learn_rates_false_keeps_fed_rates():
-    cluster = Cluster(FakeClock(), learn_rates=False)
+def test_perfect_information_keeps_fed_rates_and_learns_nothing():
+    cluster = Cluster(FakeClock(), information="perfect")
     cluster.register(edge())
     cluster.set_rates("edge1", prefill_tok_s=2000.0, decode_tok_s=40.0)
     cluster.on_complete(Outcome("a", "edge1", Status.MET, 5.0, 1.6, inference_s=1.5,
                                 tokens_in=250, tokens_out=10))
-    cluster.heartbeat("edge1", prefill_tok_s=1.0, decode_tok_s=1.0)
     node = cluster.node("edge1")
     assert (node.prefill_tok_s, node.decode_tok_s) == (2000.0, 40.0)
+    # What a node reports of itself is its truth to a perfect-information cluster.
+    cluster.heartbeat("edge1", decode_tok_s=30.0, link_rate_mbit=80.0)
+    assert (node.decode_tok_s, node.bandwidth_mbit) == (30.0, 80.0)
 
 
-def test_heartbeat_smooths_rates_and_sets_bandwidth(cluster):
+def test_a_measuring_cluster_does_not_take_reported_rates_on_trust(cluster):
     cluster.register(edge())
     cluster.heartbeat("edge1", decode_tok_s=30.0, link_rate_mbit=80.0)
     node = cluster.node("edge1")
-    assert node.decode_tok_s == pytest.approx(0.7 * 20 + 0.3 * 30)
-    assert node.bandwidth_mbit == 80.0
-    cluster.set_bandwidth("edge1", 50.0)
+    assert (node.decode_tok_s, node.bandwidth_mbit) == (20.0, 100.0)  # as declared
+    cluster.set_bandwidth("edge1", 50.0)  # an external measurement feed is applied
     p = cluster.predict(service(input_bytes=1_250_000), "edge1")
     assert p.transmission_s == pytest.approx(0.2)
 

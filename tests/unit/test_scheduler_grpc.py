@@ -77,16 +77,8 @@ class FewestInflight(Policy):
         self.plays, self.met = dict(state["plays"]), dict(state["met"])
 
 
-class FewestInflightKnowingRates(FewestInflight):
-    """The same choices, but the cluster keeps the registered rates (as for the oracle)."""
-
-    learns_rates = False
-
-
 if TEST_POLICY not in POLICIES:
     register_policy(TEST_POLICY)(FewestInflight)
-if TEST_POLICY + "-knowing-rates" not in POLICIES:
-    register_policy(TEST_POLICY + "-knowing-rates")(FewestInflightKnowingRates)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -380,17 +372,28 @@ def test_unknown_policy_or_bad_params_is_a_clean_value_error():
         create_server(ServerConfig(policy=TEST_POLICY, heartbeat_timeout_s=0))
 
 
-@pytest.mark.parametrize("policy, learns", [(TEST_POLICY, True),
-                                            (TEST_POLICY + "-knowing-rates", False),
-                                            ("oracle", False), ("cs-ucb", True)])
-def test_the_policy_class_decides_whether_the_cluster_learns_rates(start, policy, learns):
-    srv = start(policy=policy)
-    assert srv.servicer.cluster.learn_rates is learns
+@pytest.mark.parametrize("information", ["measured", "perfect"])
+def test_the_information_model_decides_what_the_cluster_takes_from_nodes(start, information):
+    srv = start(policy=TEST_POLICY, information=information)
+    assert srv.servicer.cluster.information == information
     register(srv.stub, "edge1")  # decode_tok_s=50
-    # A node reporting a tenth of its registered rate moves a learnt rate only.
+    # A node reporting a tenth of its registered rate is believed under perfect information
+    # only; a measuring scheduler learns from its outcomes instead.
     srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id="edge1", decode_tok_s=5.0),
                        timeout=RPC_TIMEOUT_S)
-    assert (srv.servicer.cluster.nodes["edge1"].decode_tok_s < 50.0) is learns
+    expected = 5.0 if information == "perfect" else 50.0
+    assert srv.servicer.cluster.nodes["edge1"].decode_tok_s == expected
+
+
+def test_a_clairvoyant_scheduler_needs_the_workload_and_no_other_accepts_it(tmp_path):
+    with pytest.raises(ValueError, match="clairvoyant: it needs true_output_tokens"):
+        create_server(ServerConfig(policy="clairvoyant", host="127.0.0.1"))
+    with pytest.raises(ValueError, match="for a clairvoyant policy only"):
+        create_server(ServerConfig(policy=TEST_POLICY, host="127.0.0.1",
+                                   true_output_tokens=str(tmp_path / "w.json")))
+    with pytest.raises(ValueError, match="information must be one of measured, perfect"):
+        create_server(ServerConfig(policy=TEST_POLICY, host="127.0.0.1",
+                                   information="clairvoyant"))
 
 
 # --- liveness and bandwidth --------------------------------------------------------------------
@@ -643,14 +646,15 @@ def test_client_cancel_records_a_failure_and_cancels_the_node_call(srv, fake_nod
     assert srv.servicer.policy.plays == {}
 
 
-def test_heartbeat_updates_load_rates_and_bandwidth(srv):
+def test_heartbeat_updates_load_rates_and_bandwidth(start):
+    srv = start(information="perfect")  # where reported rates and bandwidth are believed
     register(srv.stub, "edge1")
     srv.stub.Heartbeat(scheduler_pb2.HeartbeatRequest(
         node_id="edge1", queue_length=3, busy_slots=1, prefill_tok_s=500.0,
         decode_tok_s=float("nan"), link_rate_mbit=40.0, serving=True), timeout=RPC_TIMEOUT_S)
     (node,) = srv.stub.GetStats(scheduler_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT_S).nodes
     assert (node.queue_length, node.busy_slots, node.link_rate_mbit) == (3, 1, 40.0)
-    assert node.decode_tok_s == 50.0  # a NaN measurement is ignored, not averaged in
+    assert (node.prefill_tok_s, node.decode_tok_s) == (500.0, 50.0)  # a NaN rate is ignored
     assert node.alive
 
 
