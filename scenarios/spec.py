@@ -16,6 +16,7 @@ from pydantic import (Discriminator, Field, Tag, ValidationError, ValidationInfo
                       field_validator, model_validator)
 
 from scheduler.information import MAX_DECLARED_ERROR
+from nodes.slowdown import MAX_SLOWDOWN_FACTOR
 from testbed.spec import Strict, TopologySpec
 
 SCENARIO_DIR = Path(__file__).resolve().parent

@@ -4,6 +4,7 @@ profile rates with concurrency slow-down, the energy model of scheduler/reward.p
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -91,17 +92,52 @@ class SimNode:
         slowdown = model.concurrency_slowdown
         idle_w = model.idle_power_w
         dynamic_per_slot_w = (model.max_power_w - model.idle_power_w) / slots
-        # Work is in "seconds alone on the node"; n together each progress at 1/(1+s(n-1)).
+        self._slowdown = 1.0
+        self._slow_periods: list[float] = []  # factors of the slow-node periods under way
+        # Work is in "seconds alone on the node"; n together each progress at 1/(1+s(n-1)),
+        # divided by the slow-node factor while one applies.
         # Power per running service as in scheduler/reward.py: P_idle/n + (P_max-P_idle)/slots,
-        # so n together draw P_idle + (P_max - P_idle)·n/slots.
-        self.server = SharedServer(env, lambda n: 1.0 / (1.0 + slowdown * (n - 1)),
-                                   lambda n: idle_w / n + dynamic_per_slot_w)
+        # so n together draw P_idle + (P_max - P_idle)·n/slots (a slowed node draws the same
+        # power for longer).
+        self.server = SharedServer(
+            env, lambda n: 1.0 / ((1.0 + slowdown * (n - 1)) * self._slowdown),
+            lambda n: idle_w / n + dynamic_per_slot_w)
         self.inference_j = 0.0
         self.started = 0
 
     @property
     def running(self) -> int:
         return self.server.active
+
+    @property
+    def slowdown(self) -> float:
+        """How many times longer every step takes now than the model says (1: normal)."""
+        return self._slowdown
+
+    def begin_slowdown(self, factor: float) -> None:
+        """A slow-node period starts: from now on every step takes `factor` times as long as
+        the model says, also for the services already running (their remaining work is served
+        at the new rate). Overlapping periods: the largest factor applies."""
+        if not (math.isfinite(factor) and factor >= 1.0):
+            raise ValueError(f"node {self.node_id}: slowdown factor must be a finite number "
+                             f">= 1 (got {factor!r})")
+        self._slow_periods.append(float(factor))
+        self._apply_slowdown()
+
+    def end_slowdown(self, factor: float) -> None:
+        """A slow-node period of `factor` ends (the node speeds up unless another holds)."""
+        try:
+            self._slow_periods.remove(float(factor))
+        except ValueError:
+            raise ValueError(f"node {self.node_id}: no slow-node period of factor {factor!r} "
+                             f"to end (active: {self._slow_periods})") from None
+        self._apply_slowdown()
+
+    def _apply_slowdown(self) -> None:
+        self.server.sync()  # bank progress at the old rate first
+        self._slowdown = max(self._slow_periods, default=1.0)
+        if self.server.active:
+            self.server.changed()
 
     def submit(self, work_s: float, on_start: Callable[[], None],
                on_done: Callable[[float], None]) -> "Task | None":

@@ -105,4 +105,4 @@ def rate_changes(spec: ScenarioSpec) -> Iterator[RateChange]:
 
 
 def faults(spec: ScenarioSpec) -> list[Fault]:
-    return [Fault(f.at_s, f.kind, f.target, f.duration_s) for f in spec.faults]
+    return [Fault(f.at_s, f.kind, f.target, f.duration_s, f.factor) for f in spec.faults]
