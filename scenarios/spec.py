@@ -292,10 +292,6 @@ class SchedulerSpec(Strict):
     heartbeat_timeout_s: float = Field(3.0, gt=0.0)
 
 
-# A node this many times slower is as good as dead; the bound keeps every paced time finite.
-MAX_SLOWDOWN_FACTOR = 1000.0
-
-
 class FaultSpec(Strict):
     """Something that happens to one host (a node and its link) at_s seconds after the
     workload starts, the same in both worlds.
