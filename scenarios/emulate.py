@@ -26,6 +26,7 @@ from scenarios.workload import generate
 from scenarios.workload_file import save_workload
 from nodes.config import NodeConfig
 from nodes.config import serve_argv as node_serve_argv
+from nodes.slowdown import write_slowdown
 from scheduler.config import ServerConfig, serve_argv
 from scheduler.information import CLAIRVOYANT, MEASURED, declared_factors, information_for
 from scheduler.outcome import Outcome, failed_outcome
@@ -91,7 +92,8 @@ def wait_ready(proc: subprocess.Popen, what: str, log_path: Path,
                        f"(exit code {proc.poll()}); log {log_path}:\n{tail}")
 
 
-def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str]:
+def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str,
+               slowdown_file: Path | None = None) -> list[str]:
     kind = "cloud" if name == "cloud" else "edge"
     # The same misspecification the simulator draws for this seed (scheduler.information).
     declared = declared_factors(spec.topology.link_names(), spec.scheduler.declared_error,
@@ -104,7 +106,8 @@ def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str) -> list[str
         queue_capacity=group.queue_capacity, scheduler=f"{user_ip}:{SCHEDULER_PORT}",
         advertise=f"{ip}:{NODE_PORT}", link_rate_mbit=spec.topology.nominal_rate_mbit(name),
         j_per_bit=spec.topology.j_per_bit(name), declared_rate_factor=declared[name],
-        heartbeat_interval_s=spec.scheduler.heartbeat_interval_s))
+        heartbeat_interval_s=spec.scheduler.heartbeat_interval_s,
+        slowdown_file=str(slowdown_file or "")))
 
 
 def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
@@ -143,10 +146,11 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         wait_ready(scheduler, "scheduler", sched_log)
 
         node_procs: dict[str, subprocess.Popen] = {}
+        slowdown_files = FaultInjector.slowdown_files(spec, policy_dir)
         for name in hosts:
             log = policy_dir / f"node-{name}.log"
-            node_procs[name] = tb.popen(name, _node_argv(spec, name, user_ip, tb.ip(name)),
-                                        env=env, stdout=subprocess.PIPE,
+            argv = _node_argv(spec, name, user_ip, tb.ip(name), slowdown_files.get(name))
+            node_procs[name] = tb.popen(name, argv, env=env, stdout=subprocess.PIPE,
                                         stderr=logs.enter_context(log.open("w")), text=True)
         for name, proc in node_procs.items():
             wait_ready(proc, f"node {name}", policy_dir / f"node-{name}.log")
@@ -162,7 +166,7 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                                    "--max-concurrency", "1024"],
                           env=env, stdout=subprocess.PIPE,
                           stderr=logs.enter_context(driver_log.open("w")), text=True)
-        faults = FaultInjector(spec, tb, node_procs)
+        faults = FaultInjector(spec, tb, node_procs, slowdown_files)
         trace_t0_s = tb.elapsed_s()
         node_totals: dict[str, dict] = {}
         for line in driver.stdout:  # type: ignore[union-attr]
@@ -264,15 +268,36 @@ def _missing_outcomes(workload_path: Path, seen: set[str], reason: str
 
 
 class FaultInjector:
-    """Applies the spec's `faults:` at their times after the workload starts."""
+    """Applies the spec's `faults:` at their times after the workload starts; `applied` lists
+    (time_s, kind, target) as each was done: kill-node, link-down, link-up, slow-node (its
+    node's control file now says the factor) and slow-node-end."""
 
-    def __init__(self, spec: ScenarioSpec, tb, node_procs: dict[str, subprocess.Popen]) -> None:
+    def __init__(self, spec: ScenarioSpec, tb, node_procs: dict[str, subprocess.Popen],
+                 slowdown_files: dict[str, Path] | None = None) -> None:
         self.faults = sorted(spec.faults, key=lambda f: f.at_s)
         self.tb = tb
         self.node_procs = node_procs
+        self.slowdown_files = dict(slowdown_files or {})
+        unwired = sorted({f.target for f in self.faults if f.kind == "slow-node"}
+                         - set(self.slowdown_files))
+        if unwired:
+            raise ValueError(f"slow-node targets {unwired} have no slowdown file: start their "
+                             f"nodes with FaultInjector.slowdown_files(spec, folder)")
+        self._slow: dict[str, list[float]] = {}  # factors of each node's periods under way
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.applied: list[tuple[float, str, str]] = []
+
+    @staticmethod
+    def slowdown_files(spec: ScenarioSpec, folder: Path) -> dict[str, Path]:
+        """The control file (nodes/slowdown.py) of each node a slow-node fault targets, to
+        start the node with; none exists until the fault starts (the node paces as usual)."""
+        files = {}
+        for fault in spec.faults:
+            if fault.kind == "slow-node":
+                files[fault.target] = path = folder / f"node-{fault.target}.slowdown.json"
+                path.unlink(missing_ok=True)
+        return files
 
     def start(self) -> None:
         if self.faults:
@@ -289,21 +314,35 @@ class FaultInjector:
         return not self._stop.wait(max(0.0, t_s - (time.monotonic() - self._t0)))
 
     def _run(self) -> None:
-        pending: list[tuple[float, str, str]] = []
+        pending: list[tuple[float, str, str, float]] = []
         for fault in self.faults:
-            pending.append((fault.at_s, fault.kind, fault.target))
+            pending.append((fault.at_s, fault.kind, fault.target, fault.factor))
             if fault.kind == "link-down":
-                pending.append((fault.at_s + fault.duration_s, "link-up", fault.target))
-        for at_s, kind, target in sorted(pending):
+                pending.append((fault.at_s + fault.duration_s, "link-up", fault.target, 1.0))
+            elif fault.kind == "slow-node":
+                pending.append((fault.at_s + fault.duration_s, "slow-node-end", fault.target,
+                                fault.factor))
+        for at_s, kind, target, factor in sorted(pending):
             if not self._at(at_s):
                 return
             if kind == "kill-node":
                 self.node_procs[target].kill()  # a crash, not a graceful stop
             elif kind == "link-down":
                 self.tb.link_down(target)
-            else:
+            elif kind == "link-up":
                 self.tb.link_up(target)
+            else:
+                self._slow_node(target, factor, begins=kind == "slow-node")
             self.applied.append((at_s, kind, target))
+
+    def _slow_node(self, target: str, factor: float, begins: bool) -> None:
+        # As the simulator's SimNode: overlapping periods on one node, the largest factor.
+        active = self._slow.setdefault(target, [])
+        if begins:
+            active.append(factor)
+        else:
+            active.remove(factor)
+        write_slowdown(self.slowdown_files[target], max(active, default=1.0))
 
 
 def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
@@ -339,14 +378,28 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
         incomplete = len(runs) < len(policies) or not all(run.complete for run in runs)
         write_rows(run_dir, requests, nodes, links)
         summary = summarise(requests, nodes) if requests else {}
+        bound = emulated_ceiling(spec)
         write_summary(run_dir, summary, incomplete=incomplete,
                       extra={"world": "emulated", "mode": mode, "policy_order": policies,
-                             "seed": spec.seed, "requests_per_policy": len(items)})
+                             "seed": spec.seed, "requests_per_policy": len(items),
+                             "ceiling": bound})
         plots = write_plots(run_dir, requests, links, summary) if requests else []
-        write_report(run_dir, spec, summary, plots, spec.seed, incomplete=incomplete)
+        write_report(run_dir, spec, summary, plots, spec.seed, incomplete=incomplete,
+                     ceiling=bound)
     if interrupted:
         raise RunInterrupted(run_dir, summary)
     return run_dir, summary
+
+
+def emulated_ceiling(spec: ScenarioSpec) -> dict | None:
+    """The simulated world's per-service ceiling for this workload (simulator.ceiling), or
+    None when a node has no hardware profile (native speed: no model to judge it by)."""
+    from simulator.ceiling import ceiling_summary
+
+    try:
+        return ceiling_summary(spec)
+    except ValueError:
+        return None
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.results import REFERENCE_POLICY as REFERENCE
-from scenarios.results import SUMMARY_COLUMNS, ratios
+from scenarios.results import SUMMARY_COLUMNS, format_ceiling, ratios
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Distribution names; read from package metadata, so nothing heavy (torch) is imported.
@@ -77,7 +77,8 @@ def _failures(summary: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
-                 plots: Sequence[Path], seed: int, incomplete: bool = False) -> Path:
+                 plots: Sequence[Path], seed: int, incomplete: bool = False,
+                 ceiling: dict[str, Any] | None = None) -> Path:
     """Write report.md into run_dir and return its path."""
     run_dir = Path(run_dir)
     topo, work = spec.topology, spec.workload
@@ -103,6 +104,10 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
         f"{work.describe_requirement()}, classes "
         + ", ".join(f"{c.name} ({c.weight:g})" for c in work.classes),
         f"- Mode: {spec.mode}; policies: {', '.join(spec.policies)}",
+        f"- Information (scheduler.information): {spec.scheduler.information}"
+        + (f", declared rates off by up to ±{100 * spec.scheduler.declared_error:.0f}%"
+           if spec.scheduler.declared_error else ", declared rates = the profiles'")
+        + "; the clairvoyant, if run, knows the truth",
         f"- Faults: " + ("; ".join(f"{f.kind} {f.target} at {f.at_s:g} s"
                                    + (f" for {f.duration_s:g} s" if f.duration_s else "")
                                    for f in spec.faults) or "none"),
@@ -115,6 +120,8 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
         "time).", "",
         summary_table(summary), "",
     ]
+    if ceiling:
+        out += [format_ceiling(ceiling).capitalize() + ".", ""]
     table = ratio_table(summary)
     if table:
         out += ["### CS-UCB against each baseline", "",

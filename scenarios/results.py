@@ -400,6 +400,15 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_ceiling(ceiling: dict[str, Any] | None) -> str:
+    """The per-service ceiling (simulator.ceiling) in one line; "" when there is none."""
+    if not ceiling:
+        return ""
+    return (f"ceiling: {ceiling['success_rate']:.1f}% of the services could meet their "
+            f"requirement alone on an idle system at their best node (no policy can do better "
+            f"in the simulated world); their mean best time {ceiling['mean_best_total_s']:.2f} s")
+
+
 def format_ratios(summary: dict[str, dict[str, Any]], reference: str = REFERENCE_POLICY) -> str:
     """One line per other policy: throughput and energy ratios and the success difference;
     "" when the reference did not run or ran alone."""

@@ -15,6 +15,7 @@ from scenarios.results import (LinkRow, NodeRow, RequestRow, summarise, write_co
                                write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
 from simulator import world
+from simulator.ceiling import ceiling
 from simulator.runner import simulate
 from testbed.spec import FluctuationSpec
 
@@ -48,6 +49,7 @@ class CellResult:
     summary: dict[str, dict[str, Any]]
     run_dir: Path | None
     wall_s: dict[str, float] = field(default_factory=dict)  # simulation wall time per policy
+    ceiling: dict[str, Any] = field(default_factory=dict)  # simulator.ceiling of the workload
 
 
 def cell_spec(spec: ScenarioSpec, cell: Cell) -> ScenarioSpec:
@@ -97,6 +99,7 @@ def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
         all_nodes += result.nodes
         all_links += result.links
     summary = summarise(all_requests, all_nodes, generated=len(items))
+    bound = ceiling(setups, items, world.rate_changes(spec), world.faults(spec)).as_dict()
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(out_dir, spec)
@@ -107,19 +110,19 @@ def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
             "cloud_profile": spec.nodes.cloud.profile,
             "fluctuation": spec.topology.fluctuation.model_dump(mode="json"),
             "calibrated_nodes": sorted(calibration.nodes) if calibration else [],
-            "simulation_wall_s": wall})
+            "simulation_wall_s": wall, "ceiling": bound})
         if plots:
-            _plots_and_report(out_dir, spec, all_requests, all_links, summary)
-    return CellResult(cell, summary, out_dir, wall)
+            _plots_and_report(out_dir, spec, all_requests, all_links, summary, bound)
+    return CellResult(cell, summary, out_dir, wall, bound)
 
 
 def _plots_and_report(out_dir: Path, spec: ScenarioSpec, requests: list[RequestRow],
-                      links: list[LinkRow], summary: dict) -> None:
+                      links: list[LinkRow], summary: dict, bound: dict) -> None:
     from scenarios.plots import write_plots
     from scenarios.report import write_report
 
     plots = write_plots(out_dir, requests, links, summary)
-    write_report(out_dir, spec, summary, plots, spec.seed, incomplete=False)
+    write_report(out_dir, spec, summary, plots, spec.seed, incomplete=False, ceiling=bound)
 
 
 def _run_cell_job(args: tuple) -> CellResult:
