@@ -225,6 +225,27 @@ def plot_prediction_error(requests: Sequence[RequestRow], policies: Sequence[str
     return _save(fig, path)
 
 
+def plot_regret(requests: Sequence[RequestRow], policies: Sequence[str], path: Path) -> Path:
+    """Cumulative regret over services against the best fixed arm per class in hindsight
+    (scenarios.regret)."""
+    from scenarios.regret import regret_curves
+
+    curves = regret_curves(requests)
+    colours = policy_colours(policies)
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for policy in policies:
+        curve = curves.get(policy)
+        if curve:
+            ax.plot(range(1, len(curve) + 1), curve, label=policy, color=colours[policy])
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("services (arrival order)")
+    ax.set_ylabel("cumulative regret (eq. 4 reward)")
+    ax.set_title("Regret against the best fixed node per class in hindsight")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def write_plots(run_dir: Path, requests: Sequence[RequestRow], links: Sequence[LinkRow],
                 summary: dict[str, dict[str, Any]]) -> list[Path]:
     """Write every plot of a run into run_dir; returns their paths."""
@@ -238,4 +259,5 @@ def write_plots(run_dir: Path, requests: Sequence[RequestRow], links: Sequence[L
         plot_bandwidth(requests, links, policies, run_dir / "bandwidth.png"),
         plot_tokens_by_class(requests, run_dir / "tokens_by_class.png"),
         plot_prediction_error(requests, policies, run_dir / "prediction_error.png"),
+        plot_regret(requests, policies, run_dir / "regret.png"),
     ]

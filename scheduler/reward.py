@@ -79,9 +79,14 @@ def weighted_energy_j(energy: Energy, omega_tran: float, omega_infer: float,
 
 
 def reward(energy: Energy, f: float, *, lam: float, omega_tran: float, omega_infer: float,
-           omega_idle: float, energy_ref_j: float) -> float:
-    """Eq. 4 for one service: −(Σ ω·E)/E_ref + λ·f (dimensionless; E_ref fixed, in J)."""
-    return -weighted_energy_j(energy, omega_tran, omega_infer, omega_idle) / energy_ref_j + lam * f
+           omega_idle: float, energy_ref_j: float, penalty_only: bool = False) -> float:
+    """Eq. 4 for one service: −(Σ ω·E)/E_ref + λ·f (dimensionless; E_ref fixed, in J).
+
+    penalty_only: λ·min(0, f) instead of λ·f, so time to spare earns nothing and only a
+    violation costs (eq. 4 as written rewards slack, which can outweigh energy)."""
+    constraint = min(0.0, f) if penalty_only else f
+    return (-weighted_energy_j(energy, omega_tran, omega_infer, omega_idle) / energy_ref_j
+            + lam * constraint)
 
 
 def predicted_energy(node: NodeState, input_bytes: int, prediction: Prediction) -> Energy:

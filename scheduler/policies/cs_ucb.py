@@ -22,11 +22,16 @@ update() learns the reward of eq. 4 from the MEASURED outcome (never from the pr
     R = −(ω_tran·E_tran + ω_infer·E_infer + ω_idle·E_idle) / E_ref + λ·f_measured
 with f_measured = (D − D_measured)/D clipped to [−1, 1] (scheduler.reward.measured_f).
 
-regret: eq. 5, Reg(T) = T·αβ·R(S_max) − Σ R(S_t), approximated per class c (the arms of one
-class compete only with each other): Σ_c T_c·αβ·R*_c − Σ_c Σ_t R_t, where T_c is the number of
-outcomes learned in class c and R*_c the best mean reward of an arm of c observed so far
-(the true optimum is unknown). With one class this is eq. 5 exactly. Note that with negative
-rewards αβ < 1 raises the bar: the regret can be positive even on the best arm.
+`constraint_term: penalty-only` replaces λ·f by λ·min(0, f): slack earns nothing, only a
+violation costs. Eq. 4 as written (the default) rewards slack, and with λ = 1, E_ref = 1000 J a
+service's slack can outweigh its energy (notes/paper-reproduction.md has the sensitivity).
+
+regret: against the best fixed arm per class in hindsight, Σ_c (T_c·R*_c − Σ_t R_t), where T_c
+is the number of outcomes learned in class c and R*_c the best mean reward among the arms of c
+it has measured: zero when it always plays that arm. regret_eq5: eq. 5 as written,
+Reg(T) = T·αβ·R(S_max) − Σ R(S_t), approximated the same way; with negative rewards αβ < 1
+raises the bar, so it is positive even for optimal play and measures nothing (kept for the
+paper's definition only).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from scheduler.service import Service
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+CONSTRAINT_TERMS = ("eq4", "penalty-only")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class CsUcbConfig(PolicyConfig):
     omega_tran, omega_infer, omega_idle: ω of eqs. 1 and 4, weights of the energy parts (>= 0).
     energy_ref_j: E_ref, fixed energy scale in J (> 0) so the reward does not drift; 1000 J is
         the order of one 7B-model service on an edge CPU.
+    constraint_term: "eq4" (λ·f, the paper's) or "penalty-only" (λ·min(0, f)).
     """
 
     lam: float = 1.0
@@ -74,8 +81,12 @@ class CsUcbConfig(PolicyConfig):
     omega_infer: float = 1.0
     omega_idle: float = 1.0
     energy_ref_j: float = 1000.0
+    constraint_term: str = "eq4"
 
     def __post_init__(self) -> None:
+        if self.constraint_term not in CONSTRAINT_TERMS:
+            raise ValueError(f"CsUcbConfig.constraint_term must be one of "
+                             f"{', '.join(CONSTRAINT_TERMS)} (got {self.constraint_term!r})")
         self._real("lam", low=0.0)
         self._real("alpha", low=0.0, high=1.0, low_open=True)
         self._real("beta", low=0.0, high=1.0, low_open=True)
@@ -196,7 +207,8 @@ class CsUcb(Policy):
         f = measured_f(outcome)
         r = reward(outcome.energy, f, lam=c.lam, omega_tran=c.omega_tran,
                    omega_infer=c.omega_infer, omega_idle=c.omega_idle,
-                   energy_ref_j=c.energy_ref_j)
+                   energy_ref_j=c.energy_ref_j,
+                   penalty_only=c.constraint_term == "penalty-only")
         # The learner never stores a non-finite value, whatever a front end feeds it (the
         # gRPC service checks ranges; the simulator and library callers may not).
         if not (math.isfinite(f) and math.isfinite(r) and abs(r) <= MAX_REWARD):
@@ -229,8 +241,15 @@ class CsUcb(Policy):
 
     @property
     def regret(self) -> float:
-        """Eq. 5, approximated per class (see the module docstring)."""
-        ab = self.config.alpha * self.config.beta
+        """Against the best fixed arm per class in hindsight (the module docstring)."""
+        return self._regret(1.0)
+
+    @property
+    def regret_eq5(self) -> float:
+        """Eq. 5 as written, with αβ (the module docstring says why it measures nothing)."""
+        return self._regret(self.config.alpha * self.config.beta)
+
+    def _regret(self, ab: float) -> float:
         total = 0.0
         for ctx in self._contexts.values():
             means = [a.reward_sum / a.plays for a in ctx.arms.values() if a.plays]

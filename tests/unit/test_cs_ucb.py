@@ -214,15 +214,34 @@ def test_predicted_energy_uses_the_prediction_times():
     assert e.idle_j == pytest.approx(50.0 * (p.transmission_s + p.queueing_s))
 
 
-def test_regret_of_eq5_against_the_best_mean_observed():
+def test_regret_against_the_best_fixed_arm_and_eq5_as_written():
     cluster = make_cluster(node("edge1"), node("edge2"))
     policy = CsUcb(CsUcbConfig(alpha=0.5, beta=0.8, delta=0.0), seed=1)
     run(policy, cluster, 4, {"edge1": 1.0, "edge2": 3.0})  # rewards 0.8 and 0.4
-    # Chosen: edge1, edge2, edge1, edge1 -> T = 4, R* = 0.8, sum = 2.8.
-    assert policy.regret == pytest.approx(4 * 0.4 * 0.8 - 2.8)
-    exact = CsUcb(CsUcbConfig(alpha=1.0, beta=1.0, delta=0.0), seed=1)
-    run(exact, make_cluster(node("edge1"), node("edge2")), 4, {"edge1": 1.0, "edge2": 3.0})
-    assert exact.regret == pytest.approx(4 * 0.8 - 2.8)  # one suboptimal play, 0.4 lost
+    # Chosen: edge1, edge2, edge1, edge1 -> T = 4, R* = 0.8, sum = 2.8: one suboptimal play.
+    assert policy.regret == pytest.approx(4 * 0.8 - 2.8)
+    assert policy.regret_eq5 == pytest.approx(4 * 0.4 * 0.8 - 2.8)
+
+
+def test_regret_is_zero_for_optimal_play_where_eq5_is_not():
+    # Rewards are negative (every service late): eq. 5's αβ < 1 makes even the best arm,
+    # played throughout, show positive regret; the hindsight regret is exactly 0.
+    cluster = make_cluster(node("edge1"))
+    policy = CsUcb(CsUcbConfig(delta=0.0), seed=1)
+    run(policy, cluster, 5, {"edge1": 8.0})
+    assert policy.mean_reward("chat", "edge1") < 0
+    assert policy.regret == pytest.approx(0.0, abs=1e-12)
+    assert policy.regret_eq5 > 0
+
+
+def test_the_penalty_only_variant_earns_nothing_for_slack():
+    energy = Energy(inference_j=500.0)
+    kw = dict(lam=1.0, omega_tran=1.0, omega_infer=1.0, omega_idle=1.0, energy_ref_j=1000.0)
+    assert reward(energy, 0.6, **kw) == pytest.approx(-0.5 + 0.6)
+    assert reward(energy, 0.6, penalty_only=True, **kw) == pytest.approx(-0.5)
+    assert reward(energy, -0.2, penalty_only=True, **kw) == pytest.approx(-0.7)
+    with pytest.raises(ValueError, match="constraint_term must be one of eq4, penalty-only"):
+        CsUcbConfig(constraint_term="slack")
 
 
 def test_arm_stats_report_plays_means_ucb_and_untried_arms():
