@@ -45,6 +45,12 @@ NODE_GAUGES: tuple[tuple[str, str, Callable[["NodeState"], float]], ...] = (
      "slots running a request, as the node's last heartbeat said", lambda n: n.busy_slots),
     ("perllm_scheduler_node_bandwidth_mbit",
      "the node's link rate the scheduler predicts with (Mbit/s)", lambda n: n.bandwidth_mbit),
+    ("perllm_scheduler_node_prefill_tok_s",
+     "the node's single-request prefill rate the scheduler predicts with (tokens/s: declared, "
+     "then learned, or fed; scheduler.information)", lambda n: n.prefill_tok_s),
+    ("perllm_scheduler_node_decode_tok_s",
+     "the node's single-request decode rate the scheduler predicts with (tokens/s)",
+     lambda n: n.decode_tok_s),
     ("perllm_scheduler_node_up",
      "1 while the node is alive and serving (a candidate), else 0",
      lambda n: float(n.alive and n.serving)),
