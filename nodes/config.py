@@ -68,6 +68,9 @@ class NodeConfig(SecurityOptions):
         1.0, "rates declared at registration = the profile's x this factor (a misspecified "
              "profile: scheduler.information); the node still paces at the profile's")
     heartbeat_interval_s: float = option(0.5, "seconds between heartbeats to the scheduler")
+    slowdown_file: str = option(
+        "", "JSON file {\"factor\": F} polled while pacing: every step takes F times as long "
+            "(the slow-node fault writes it; nodes/slowdown.py); needs --profile", metavar="PATH")
 
     def resolved_slots(self) -> int:
         return self.slots or DEFAULT_SLOTS.get(self.kind, 1)
@@ -99,6 +102,10 @@ class NodeConfig(SecurityOptions):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0 (got {value})")
+        if self.slowdown_file and not self.profile:
+            raise ValueError(f"slowdown_file needs a profile: an unpaced node runs at its "
+                             f"machine's own speed (got slowdown_file={self.slowdown_file!r} "
+                             f"and no profile)")
         if self.scheduler and ":" not in self.scheduler:
             raise ValueError(f"scheduler must be HOST:PORT (got {self.scheduler!r})")
         if self.advertise and ":" not in self.advertise:

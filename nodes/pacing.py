@@ -2,12 +2,14 @@
 
 Mininet shapes links; the pacer shapes compute. The node runs the real model and holds each
 real token back until the profile's time for it, measured from the start of the request's
-slot. Pure functions: the server does the waiting (on an Event, so a cancel wakes it).
+slot, each step stretched by the node's slowdown factor while a slow-node fault holds. Pure
+functions: the server does the waiting (on an Event, so a cancel wakes it).
 """
 
 from __future__ import annotations
 
 from nodes.profile import HardwareProfile
+from nodes.slowdown import check_factor
 
 
 class Pacer:
@@ -64,24 +66,43 @@ class TokenSchedule:
     every due time at once (tokens already sent can fall behind or jump ahead). Here token k
     is due at due(k − 1) + decode_s(1, n_k), with prefill at the concurrency of the first
     step: the processor-sharing view, where a request's progress rate follows the load.
+
+    A slowdown factor f (the slow-node fault: nodes/slowdown.py) multiplies every step taken
+    while it holds. When f changes while token k is pending, retime() serves the rest of its
+    step at the new rate: the remaining (due − now) becomes (due − now)·f_new / f_old, as the
+    simulator's processor sharing changes a running job's service rate.
     """
 
     def __init__(self, pacer: Pacer, tokens_in: int) -> None:
         self.pacer, self.tokens_in = pacer, tokens_in
         self.k = 0  # tokens scheduled so far
         self.due_s = 0.0  # due time of token k, seconds after the slot start
+        self.factor = 1.0  # the slowdown token k's step is being served at
         _check(tokens_in, 1)
 
-    def next_due_s(self, concurrency: int = 1) -> float:
-        """Due time (seconds after the slot start) of the next token, k + 1."""
+    def next_due_s(self, concurrency: int = 1, factor: float = 1.0) -> float:
+        """Due time (seconds after the slot start) of the next token, k + 1, its step (and
+        for k + 1 = 1 the prefill) taking `factor` times as long as the profile says."""
         profile = self.pacer.profile
         if profile is None:
             _check(self.tokens_in, concurrency)
         else:
+            check_factor(factor)
             if self.k == 0:
-                self.due_s = profile.prefill_s(self.tokens_in, concurrency)
-            self.due_s += profile.decode_s(1, concurrency)
+                self.due_s = profile.prefill_s(self.tokens_in, concurrency) * factor
+            self.due_s += profile.decode_s(1, concurrency) * factor
+            self.factor = factor
         self.k += 1
+        return self.due_s
+
+    def retime(self, now_s: float, factor: float) -> float:
+        """The slowdown is `factor` at now_s (seconds after the slot start): the part of the
+        pending token's step still to run is served at that rate. Returns its due time."""
+        check_factor(factor)
+        if factor != self.factor and self.pacer.profile is not None:
+            if self.due_s > now_s:
+                self.due_s = now_s + (self.due_s - now_s) * factor / self.factor
+            self.factor = factor
         return self.due_s
 
 

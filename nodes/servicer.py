@@ -22,6 +22,7 @@ from nodes.backends import Backend, GenerationParams, InvalidParameter
 from nodes.config import NodeConfig
 from nodes.metrics import NodeMetrics
 from nodes.rates import MeasuredRates
+from nodes.slowdown import SLOWDOWN_POLL_S, SlowdownFile
 from nodes.slots import SlotQueue
 from perllm.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from scheduler.convert import energy_to_proto, kind_to_proto
@@ -50,6 +51,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.profile = profile
         self.slots = SlotQueue(config.resolved_slots(), config.queue_capacity)
         self.pacer = Pacer(profile)
+        # The slow-node fault's control file (nodes/slowdown.py), when the node has one.
+        self.slowdown = SlowdownFile(config.slowdown_file) if config.slowdown_file else None
         idle_w = profile.idle_power_w if profile else 0.0
         max_w = profile.max_power_w if profile else 0.0
         # Unpaced, the machine's own measured energy (RAPL/NVML, where present) is the node's.
@@ -170,7 +173,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 if schedule is not None:
                     busy = max(1, self.slots.busy)
                     concurrency_sum += busy
-                    due_s = start_s + schedule.next_due_s(busy)
+                    factor = self.slowdown.factor() if self.slowdown is not None else 1.0
+                    due_s = start_s + schedule.next_due_s(busy, factor)
                 else:
                     due_s = now
                 if due_s > now:
@@ -178,7 +182,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if pending_ids and due_s - oldest_pending_s >= interval_s:
                         yield _chunk(pending_ids, pending_text)
                         pending_ids, pending_text = [], []
-                    if cancelled.wait(due_s - now):
+                    due_s = self._wait_due(schedule, start_s, due_s, now, cancelled)
+                    if due_s is None:
                         break
                     now = time.monotonic()
                 if schedule is not None:
@@ -230,6 +235,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             prefill_s=prefill_s, decode_s=decode_s, inference_s=prefill_s + decode_s,
             energy=_wire_energy(energy), finish_reason=timings.finish_reason,
             truncated=truncated, node_id=self.config.node_id))
+
+    def _wait_due(self, schedule, start_s: float, due_s: float, now: float,
+                  cancelled: threading.Event) -> float | None:
+        """Wait until a paced token's due time; None if the call was cancelled. With a
+        slowdown file, the file is re-read every SLOWDOWN_POLL_S and a changed factor
+        re-times the rest of the pending step, so running requests slow down (and recover)
+        within that lag, as the simulator's processor sharing does at once."""
+        if self.slowdown is None:
+            return None if cancelled.wait(due_s - now) else due_s
+        while due_s > now:
+            if cancelled.wait(min(due_s - now, SLOWDOWN_POLL_S)):
+                return None
+            now = time.monotonic()
+            due_s = start_s + schedule.retime(now - start_s, self.slowdown.factor())
+        return due_s
 
     # -- GetStatus ------------------------------------------------------------------------
 
