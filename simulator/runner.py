@@ -247,8 +247,14 @@ class _Run:
     slowdown_changes: tuple[tuple[float, str, float], ...] = ()
 
     def _slowdown_changed(self, node_id: str) -> None:
-        """A node's true speed changed (self.nodes[node_id].slowdown); for now only recorded."""
-        self.slowdown_changes += ((self.env.now, node_id, self.nodes[node_id].slowdown),)
+        """A node's true speed changed (self.nodes[node_id].slowdown): recorded, and fed to a
+        perfect-information cluster as its true rates (a measuring one has to notice)."""
+        slowdown = self.nodes[node_id].slowdown
+        self.slowdown_changes += ((self.env.now, node_id, slowdown),)
+        if self.feed_truth:
+            model = self.setups[node_id].model
+            self.cluster.set_rates(node_id, model.prefill_tok_s / slowdown,
+                                   model.decode_tok_s / slowdown)
 
     def _kill(self, node_id: str) -> None:
         # The node stops: its heartbeats stop (the cluster expires it after the timeout) and

@@ -178,3 +178,16 @@ def test_the_ceiling_bounds_every_policy_and_is_solved_by_hand():
     assert 100.0 * met / 3 <= bound.success_rate and met < 3
     late = [WorkloadItem(0.0, dataclasses.replace(items[0].service, deadline_s=3.0), 40)]
     assert ceiling([node], late).success_rate == 0.0
+
+
+def test_a_slowed_node_is_fed_to_perfect_information_and_learned_under_measured():
+    from simulator.runner import Fault
+
+    slow = [Fault(at_s=25.0, kind="slow-node", target="edge1", duration_s=1000.0, factor=2.0)]
+    perfect, measured = Spy(), Spy()
+    simulate(perfect, [setup()], one_by_one(16), information="perfect", faults=slow)
+    simulate(measured, [setup()], one_by_one(16), faults=slow)
+    assert perfect.seen[2][:2] == (400.0, 20.0) and perfect.seen[3][:2] == (200.0, 10.0)
+    assert measured.seen[3][:2] == (400.0, 20.0)  # it has not seen a slow outcome yet
+    # Twice as slow is 100% off; EWMA 0.3 after 12 slow outcomes: 0.7**12 = 1.4% of that.
+    assert measured.seen[-1][1] == pytest.approx(10.0, rel=0.05)
