@@ -60,7 +60,7 @@ def test_shipped_settings_match_their_descriptions():
     assert raw["paper"]["workload"]["requests"] == 10_000 and topo["paper"]["edges"] == 5
     assert len(raw["paper"]["simulation"]["edge_profiles"]) == 4
     faults = {(f["kind"], f["target"]) for f in raw["smoke-faults"]["faults"]}
-    assert faults == {("kill-node", "edge2"), ("link-down", "cloud")}
+    assert faults == {("kill-node", "edge2"), ("link-down", "cloud"), ("slow-node", "cloud")}
     big = max(c["input_bytes"][1] for c in raw["congested"]["workload"]["classes"])
     assert big >= 1_000_000  # MB-size uploads congest the links
 
