@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from campaign.tasks import CampaignConfigError, CampaignFailed
 from scenarios.spec import SpecError, load_spec
 
 
@@ -30,6 +31,8 @@ def _matrix_mode(spec, args) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from campaign.executors import executor_from_name
+    from campaign.store import CampaignStore
     from scenarios.results import format_ratios, format_table, new_run_dir
     from simulator.cells import CONDITIONS, Cell, run_cells
     from simulator.paper import format_aggregate, table1, write_matrix
@@ -39,7 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.scenario, seed=args.seed)
     policies = _policies(args.policies, spec.policies)
     calibration = load_calibration(args.calibration) if args.calibration else None
-    if _matrix_mode(spec, args):
+    matrix = _matrix_mode(spec, args)
+    if matrix:
         conditions = [c for c in args.conditions.split(",") if c]
         bad = [c for c in conditions if c not in CONDITIONS]
         if bad:
@@ -48,19 +52,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                  for profile in spec.simulation.edge_profiles]
     else:
         cells = [Cell(None, None)]
+    if args.seeds is not None and args.seeds < 1:
+        raise SystemExit(f"--seeds: must be >= 1 (got {args.seeds})")
+    if args.resume and args.no_write:
+        raise SystemExit("--resume: resuming reads and writes a results folder; drop --no-write")
     requests = args.requests or spec.workload.requests
-    run_dir = None if args.no_write else new_run_dir(spec.name, root=Path(args.results))
+    run_dir = (Path(args.resume) if args.resume else
+               None if args.no_write else new_run_dir(spec.name, root=Path(args.results)))
+    store = CampaignStore(run_dir) if run_dir is not None else None
+    seeds = [spec.seed + i for i in range(args.seeds)] if args.seeds else [spec.seed]
+    if store is not None:
+        store.check_manifest({"kind": "simulate", "scenario": args.scenario, "seeds": seeds,
+                              "multi_seed": bool(args.seeds), "policies": policies,
+                              "cells": [c.label for c in cells], "requests": args.requests,
+                              "calibration": args.calibration})
     print(f"simulating {spec.name}: {len(cells)} cell(s) x {len(policies)} policies x "
-          f"{requests} services, seed {spec.seed}", file=sys.stderr)
+          f"{requests} services, seed{'s' if args.seeds else ''} "
+          f"{', '.join(map(str, seeds))}", file=sys.stderr)
+    with executor_from_name(args.executor, args.processes) as executor:
+        if args.seeds:
+            return _run_seeds(args, spec, seeds, cells, policies, matrix, calibration, run_dir,
+                              store, executor, started)
 
-    def progress(result) -> None:
-        wall = sum(result.wall_s.values())
-        print(f"  done {result.cell.label or spec.name} ({wall:.2f} s simulated wall)",
-              file=sys.stderr)
+        def progress(result) -> None:
+            wall = sum(result.wall_s.values())
+            print(f"  done {result.cell.label or spec.name} ({wall:.2f} s simulated wall)",
+                  file=sys.stderr)
 
-    results = run_cells(spec, cells, policies, requests=args.requests, calibration=calibration,
-                        run_dir=run_dir, plots=not args.no_plots, processes=args.processes,
-                        on_done=progress if len(cells) > 1 else None)
+        results = run_cells(spec, cells, policies, requests=args.requests,
+                            calibration=calibration, run_dir=run_dir, plots=not args.no_plots,
+                            processes=args.processes, executor=executor, store=store,
+                            on_done=progress if len(cells) > 1 else None)
     total_s = time.perf_counter() - started
     if len(cells) > 1:
         print(table1(results, policies))
@@ -83,6 +105,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_seeds(args, spec, seeds, cells, policies, matrix, calibration, run_dir, store,
+               executor, started) -> int:
+    """--seeds N: every (seed, cell) a task; the aggregate over seeds with 95% CIs."""
+    import json
+
+    from campaign.seeds import aggregate_seeds, format_seeds, run_seeds, write_seeds_report
+
+    def progress(outcome) -> None:
+        state = "done" if outcome.ok else f"FAILED: {outcome.error.splitlines()[0]}"
+        print(f"  {outcome.key}: {state}", file=sys.stderr)
+
+    results = run_seeds(spec, seeds, cells, policies, executor=executor, run_dir=run_dir,
+                        store=store, requests=args.requests, calibration=calibration,
+                        plots=not args.no_plots, on_done=progress)
+    data = aggregate_seeds(spec.name, seeds, results, policies, matrix)
+    print(format_seeds(data))
+    if run_dir is not None:
+        write_seeds_report(run_dir, data, results)
+        print(f"\nresults: {run_dir}")
+    print(f"total wall time {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(data))
+    return 1 if data["failed"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,7 +144,17 @@ def main(argv: list[str] | None = None) -> int:
                      help="matrix mode: bandwidth conditions (stable, fluctuating)")
     run.add_argument("--single", action="store_true",
                      help="one cell with the spec's own edge profile and fluctuation")
-    run.add_argument("--processes", type=int, help="parallel processes (default: cores)")
+    run.add_argument("--seeds", type=int, help="run N seeds (the spec's, +1, ...) as campaign "
+                                               "tasks and report means with 95%% CIs")
+    run.add_argument("--json", action="store_true",
+                     help="with --seeds: the last line is the aggregate as a JSON object")
+    run.add_argument("--processes", type=int, help="local executor: parallel processes "
+                                                    "(default: cores)")
+    run.add_argument("--executor", default="local",
+                     help="local (default), local:N, ray (a local Ray instance), ray:auto or "
+                          "ray://HOST:PORT (join a cluster); docs/campaigns.md")
+    run.add_argument("--resume", metavar="DIR",
+                     help="a results folder of this run: run only the cells it does not hold")
     run.add_argument("--results", default="results", help="results root folder")
     run.add_argument("--no-write", action="store_true", help="print only, write no results")
     run.add_argument("--no-plots", action="store_true", help="skip plots and report.md")
@@ -114,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except SpecError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except CampaignFailed as exc:
+        print(f"error: {exc}\nthe other results are kept: rerun with --resume <results folder> "
+              f"to run only what is missing", file=sys.stderr)
+        return 1
+    except CampaignConfigError as exc:  # a bad --executor, or --resume with other parameters
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

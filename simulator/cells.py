@@ -1,16 +1,18 @@
 """Runs of a scenario in the simulator: one cell (edge deployment × bandwidth condition) runs
 every policy on the same workload and writes an ordinary results folder; a matrix of cells
-(the paper's evaluation) runs in parallel processes.
+(the paper's evaluation) runs as campaign tasks (campaign/: local processes or Ray).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from campaign.executors import Executor, LocalExecutor
+from campaign.store import CampaignStore, run_campaign
+from campaign.tasks import CampaignFailed, Task, TaskOutcome
 from scenarios.results import (LinkRow, NodeRow, RequestRow, summarise, write_config,
                                write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
@@ -125,36 +127,56 @@ def _plots_and_report(out_dir: Path, spec: ScenarioSpec, requests: list[RequestR
     write_report(out_dir, spec, summary, plots, spec.seed, incomplete=False, ceiling=bound)
 
 
-def _run_cell_job(args: tuple) -> CellResult:
-    spec, cell, policies, requests, calibration, out_dir, plots = args
-    return run_cell(spec, cell, policies, requests=requests, calibration=calibration,
-                    out_dir=out_dir, plots=plots)
+def _cell_task(payload: tuple, out_dir: Path | None) -> dict[str, Any]:
+    """A cell as a campaign task: its summary, simulation wall times and ceiling (JSON)."""
+    spec, cell, policies, requests, calibration, plots = payload
+    result = run_cell(spec, cell, policies, requests=requests, calibration=calibration,
+                      out_dir=out_dir, plots=plots)
+    return {"summary": result.summary, "wall_s": result.wall_s, "ceiling": result.ceiling}
+
+
+def cell_task(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *, key: str,
+              requests: int | None = None, calibration: world.Calibration | None = None,
+              out_dir: Path | None = None, plots: bool = True) -> Task:
+    """The task that runs one cell (every policy) and writes its results folder to out_dir."""
+    return Task(key=key, fn=_cell_task, out_dir=out_dir,
+                payload=(spec, cell, list(policies), requests, calibration, plots))
+
+
+def cell_result(cell: Cell, outcome: TaskOutcome, out_dir: Path | None) -> CellResult:
+    value = outcome.value
+    return CellResult(cell, value["summary"], out_dir, value["wall_s"], value["ceiling"] or {})
 
 
 def run_cells(spec: ScenarioSpec, cells: Sequence[Cell], policies: Sequence[str], *,
               requests: int | None = None, calibration: world.Calibration | None = None,
               run_dir: Path | None = None, plots: bool = True, processes: int | None = None,
-              on_done=None) -> list[CellResult]:
-    """Run cells in parallel processes (default: one per core, at most one per cell)."""
-    processes = processes or min(len(cells), os.cpu_count() or 1)
-    jobs = [(spec, cell, list(policies), requests, calibration,
-             (run_dir / cell.label) if (run_dir is not None and cell.label) else run_dir, plots)
-            for cell in cells]
-    if processes <= 1 or len(jobs) == 1:
-        results = []
-        for job in jobs:
-            results.append(_run_cell_job(job))
-            if on_done:
-                on_done(results[-1])
-        return results
-    # fork: workers inherit the imported policies and profiles instead of re-importing them.
-    ctx = multiprocessing.get_context("fork")
-    by_cell: dict[Cell, CellResult] = {}
-    with ctx.Pool(processes) as pool:
-        for result in pool.imap_unordered(_run_cell_job, jobs):
-            by_cell[result.cell] = result
-            if on_done:
-                on_done(result)
-    return [by_cell[cell] for cell in cells]
+              on_done=None, executor: Executor | None = None,
+              store: CampaignStore | None = None) -> list[CellResult]:
+    """Run cells as campaign tasks: on `executor` (default: local processes, one per core, at
+    most one per cell), skipping cells whose outcome `store` holds. Each cell's results are
+    those of a serial run (one cell, one process, the same seed). Raises CampaignFailed,
+    naming every failed cell and why, after the others have finished."""
+    out_dirs = [(run_dir / cell.label) if (run_dir is not None and cell.label) else run_dir
+                for cell in cells]
+    tasks = [cell_task(spec, cell, policies, key=cell.label or "cell", requests=requests,
+                       calibration=calibration, out_dir=out_dir, plots=plots)
+             for cell, out_dir in zip(cells, out_dirs)]
+    by_key = {task.key: (cell, out_dir) for task, cell, out_dir in zip(tasks, cells, out_dirs)}
 
+    def done(outcome: TaskOutcome) -> None:
+        if on_done and outcome.ok:
+            cell, out_dir = by_key[outcome.key]
+            on_done(cell_result(cell, outcome, out_dir))
 
+    local = executor is None
+    executor = executor or LocalExecutor(processes or min(len(cells), os.cpu_count() or 1))
+    try:
+        outcomes = run_campaign(executor, tasks, store, on_done=done)
+    finally:
+        if local:
+            executor.close()
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise CampaignFailed(failed)
+    return [cell_result(cell, o, out_dir) for cell, o, out_dir in zip(cells, outcomes, out_dirs)]

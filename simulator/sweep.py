@@ -1,71 +1,65 @@
-"""`python -m simulator sweep`: vary one spec field (a dotted key) over values and seeds, in
-parallel processes, and plot each policy's mean with a 95% confidence interval."""
+"""`python -m simulator sweep`: vary one spec field (a dotted key) over values and seeds, each
+run a campaign task (local processes or Ray, resumable), and plot each policy's mean with a 95%
+confidence interval over seeds."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
-import multiprocessing
-import os
 import sys
 import time
 from pathlib import Path
-from statistics import fmean, stdev
 from typing import Any
 
 import yaml
 
-METRICS = ("success_rate", "mean_total_s", "p95_total_s", "throughput_tok_s", "energy_total_j")
-# Two-sided 95% Student t quantiles by degrees of freedom (1..30); normal beyond.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+# ci95 and metric_of live in campaign.stats (one implementation); re-exported for callers.
+from campaign.stats import METRICS, ci95, metric_of  # noqa: F401
 
 
-def ci95(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% confidence interval of the mean; 0 for one value)."""
-    mean = fmean(values)
-    if len(values) < 2:
-        return mean, 0.0
-    df = len(values) - 1
-    t = _T95[df - 1] if df <= len(_T95) else 1.96
-    return mean, t * stdev(values) / math.sqrt(len(values))
-
-
-def metric_of(stats: dict[str, Any], metric: str) -> float:
-    if metric == "energy_total_j":
-        return float(stats["energy_j"]["total"])
-    value = stats[metric]
-    return float("nan") if value is None else float(value)
-
-
-def _job(args: tuple) -> tuple[Any, int, dict]:
-    scenario, key, value, seed, policies, requests = args
-    from scenarios.spec import load_spec
+def _sweep_task(payload: tuple, _out_dir: Path | None) -> dict:
     from simulator.cells import Cell, run_cell
 
-    spec = load_spec(scenario, **{key: value, "seed": seed})
-    result = run_cell(spec, Cell(None, None), policies, requests=requests)
-    return value, seed, result.summary
+    spec, policies, requests = payload
+    return run_cell(spec, Cell(None, None), policies, requests=requests).summary
+
+
+def sweep_tasks(scenario: str, key: str, values: list[Any], seeds: list[int],
+                policies: list[str] | None, requests: int | None) -> list:
+    """One task per (value, seed); every spec is built (and validated) here, before any runs."""
+    from campaign.tasks import Task
+    from scenarios.spec import load_spec
+
+    policies = policies or list(load_spec(scenario).policies)
+    return [Task(key=f"value-{i}/seed-{seed}", fn=_sweep_task,
+                 payload=(load_spec(scenario, **{key: value, "seed": seed}), policies, requests))
+            for i, value in enumerate(values) for seed in seeds]
 
 
 def run_sweep(scenario: str, key: str, values: list[Any], seeds: list[int],
               policies: list[str] | None, requests: int | None,
-              processes: int | None = None) -> list[tuple[Any, int, dict]]:
-    from scenarios.spec import load_spec
+              processes: int | None = None, executor=None, store=None
+              ) -> list[tuple[Any, int, dict]]:
+    """(value, seed, summary) per run, in order; on `executor` (default: local processes),
+    skipping runs whose outcome `store` holds. Raises CampaignFailed naming failed runs."""
+    from campaign.executors import LocalExecutor
+    from campaign.store import run_campaign
+    from campaign.tasks import CampaignFailed
 
-    base = load_spec(scenario)
-    policies = policies or list(base.policies)
-    for value in values:  # fail before starting processes if a value does not validate
-        load_spec(scenario, **{key: value})
-    jobs = [(scenario, key, v, s, policies, requests) for v in values for s in seeds]
-    processes = processes or min(len(jobs), os.cpu_count() or 1)
-    if processes <= 1:
-        return [_job(j) for j in jobs]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        return pool.map(_job, jobs)
+    tasks = sweep_tasks(scenario, key, values, seeds, policies, requests)
+    points = [(value, seed) for value in values for seed in seeds]
+    local = executor is None
+    executor = executor or LocalExecutor(processes or None)
+    try:
+        outcomes = run_campaign(executor, tasks, store)
+    finally:
+        if local:
+            executor.close()
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise CampaignFailed(failed)
+    return [(value, seed, o.value) for (value, seed), o in zip(points, outcomes)]
 
 
 def tabulate(rows: list[tuple[Any, int, dict]], metric: str) -> dict[str, dict[Any, tuple]]:
@@ -107,6 +101,8 @@ def plot(table: dict[str, dict[Any, tuple]], key: str, metric: str, path: Path) 
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from campaign.executors import executor_from_name
+    from campaign.store import CampaignStore
     from scenarios.results import new_run_dir
     from scenarios.spec import load_spec
 
@@ -117,11 +113,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     seeds = [base_seed + i for i in range(args.seeds)]
     policies = [p for p in args.policies.split(",") if p] if args.policies else None
     started = time.perf_counter()
-    rows = run_sweep(args.scenario, args.key, values, seeds, policies, args.requests,
-                     args.processes)
-    table = tabulate(rows, args.metric)
     name = load_spec(args.scenario).name
-    out = new_run_dir(f"{name}-sweep", root=Path(args.results))
+    out = Path(args.resume) if args.resume else new_run_dir(f"{name}-sweep",
+                                                               root=Path(args.results))
+    store = CampaignStore(out)
+    store.check_manifest({"kind": "sweep", "scenario": args.scenario, "key": args.key,
+                          "values": values, "seeds": seeds, "policies": policies,
+                          "requests": args.requests})
+    with executor_from_name(args.executor, args.processes) as executor:
+        rows = run_sweep(args.scenario, args.key, values, seeds, policies, args.requests,
+                         executor=executor, store=store)
+    table = tabulate(rows, args.metric)
     with (out / "sweep.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["key", "value", "seed", "policy", *METRICS])
@@ -154,7 +156,13 @@ def add_parser(sub) -> None:
     p.add_argument("--policies", help="comma-separated (default: the spec's)")
     p.add_argument("--requests", type=int, help="services per run (default: the spec's)")
     p.add_argument("--metric", default="success_rate", help=f"one of {', '.join(METRICS)}")
-    p.add_argument("--processes", type=int, help="parallel processes (default: cores)")
+    p.add_argument("--processes", type=int, help="local executor: parallel processes "
+                                                  "(default: cores)")
+    p.add_argument("--executor", default="local",
+                   help="local (default), local:N, ray (a local Ray instance), ray:auto or "
+                        "ray://HOST:PORT (join a cluster); docs/campaigns.md")
+    p.add_argument("--resume", metavar="DIR", help="a sweep's results folder: run only the "
+                                                   "runs it does not hold yet")
     p.add_argument("--results", default="results")
     p.set_defaults(fn=cmd_sweep)
 
