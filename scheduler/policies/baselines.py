@@ -176,26 +176,54 @@ class EdgeOnly(Policy):
         return _decide(self, service, cluster, candidates, node, p, -p.total_s, scored)
 
 
+def _least_energy_meeting_requirement(policy: Policy, service: Service,
+                                      cluster: Cluster) -> Decision:
+    """Least predicted energy among the nodes predicted to meet eq. 3 (f >= 0; ties: least
+    total time, then registration order); the least predicted total time if none does.
+
+    The one implementation of the rule shared by edge-cloud and clairvoyant; the score is
+    minus the energy (J) or minus the total time (s) that decided."""
+    candidates = require_candidates(policy.name, cluster)
+    scored = _predict(cluster, service, candidates)
+    feasible = [(n, p) for n, p in scored if p.f >= 0]
+    if feasible:
+        pairs = [(predicted_energy(n, service.input_bytes, p).total_j, p.total_s, i)
+                 for i, (n, p) in enumerate(feasible)]
+        energy_j, _, i = min(pairs)
+        node, p = feasible[i]
+        return _decide(policy, service, cluster, candidates, node, p, -energy_j, scored)
+    node, p = min(scored, key=lambda np: np[1].total_s)
+    return _decide(policy, service, cluster, candidates, node, p, -p.total_s, scored)
+
+
 @register_policy("edge-cloud")
 class EdgeCloud(Policy):
-    """RewardlessGuidance-style edge-cloud offloading without deadline awareness.
+    """RewardlessGuidance-style latency-aware edge-cloud offloading.
 
-    Models: edge and cloud nodes alike; each service goes to the node of least predicted
-    energy (scheduler.reward: transmission + inference + idle while uploading and queueing).
-    Load enters through the queueing time, whose idle energy grows with the queue, so work
-    spreads as nodes fill.
-    Simplifies: RewardlessGuidance minimises expected free energy with active inference; here
-    the objective is the modelled energy of the same predictions, minimised greedily. It never
-    looks at the processing-time requirement.
+    The cited work: J. Fang, Y. He, F. R. Yu, J. Li, V. C. M. Leung, "LLMs inference
+    offloading and resource allocation in cloud-edge networks: an active inference approach",
+    IEEE VTC 2023 (PerLLM's [11]), extended as Y. He, J. Fang, F. R. Yu, V. C. M. Leung,
+    "Large language models (LLMs) inference offloading and resource allocation in cloud-edge
+    computing: an active inference approach", IEEE Trans. Mobile Computing, 2024,
+    pp. 11253-11264, doi:10.1109/TMC.2024.3415661. Its agent chooses, per LLM inference task,
+    the server (edge or cloud) and the resources allocated to it; instead of a reward it is
+    guided by preferred outcomes (expected free energy), and it presents itself as the
+    latency-aware answer to DRL offloading (which it finds "insensitive to latency
+    requirements"): tasks are to be completed within their latency requirement at low cost.
+    Models: among edge and cloud nodes alike, the least predicted energy (scheduler.reward:
+    transmission + inference + idle while uploading and queueing) among the nodes predicted
+    to meet the requirement (f >= 0 of eq. 3: time, compute and bandwidth headroom, the test
+    CS-UCB applies); if none is, the node of least predicted total time. The predictions
+    come from the cluster, which learns node rates from measured outcomes as it does for
+    every policy.
+    Simplifies: no generative model or free-energy minimisation: the decision is the greedy
+    optimum of the same predictions CS-UCB reads (at least as good as a learned
+    approximation of it when the predictions are right); no resource allocation (a node's
+    slots are fixed); myopic (no capacity is held back for later services).
     """
 
     def select(self, service: Service, cluster: Cluster) -> Decision:
-        candidates = require_candidates(self.name, cluster)
-        scored = _predict(cluster, service, candidates)
-        energies = [predicted_energy(n, service.input_bytes, p).total_j for n, p in scored]
-        i = min(range(len(scored)), key=energies.__getitem__)
-        node, p = scored[i]
-        return _decide(self, service, cluster, candidates, node, p, -energies[i], scored)
+        return _least_energy_meeting_requirement(self, service, cluster)
 
 
 @register_policy("round-robin")
@@ -249,34 +277,23 @@ class LeastLoaded(Policy):
                        score=-node.load() / node.info.slots)
 
 
-@register_policy("oracle")
-class Oracle(Policy):
-    """An upper reference that knows the true rates.
+@register_policy("clairvoyant")
+class Clairvoyant(EdgeCloud):
+    """A clairvoyant reference: edge-cloud's rule with the truth in hand.
 
-    Models: the caller feeds its cluster the true rates (register/`set_rates`, a cluster
-    built with learn_rates=False) and true bandwidths (`set_bandwidth`), so the predictions
-    are exact up to the queueing model. Among the nodes meeting eq. 3 (f >= 0: deadline,
-    compute and bandwidth) it picks the least predicted energy (ties: least total time); if
-    none does, the least predicted total time.
+    Models: the caller hands its cluster the truth (information = "clairvoyant": true output
+    lengths, true node rates, the true current bandwidth of every link), so its predictions
+    are exact up to the queueing model. It takes the least energy among the truly feasible
+    nodes (f >= 0 of eq. 3), or the least total time if none is: edge-cloud's rule, one
+    implementation.
     Simplifies: greedy per service (myopic: it does not hold capacity back for later
-    services), and it is only as exact as the queueing model of scheduler.cluster.
+    services), and only as exact as the queueing model of scheduler.cluster; so it is not a
+    bound: a policy may beat it on a run.
     """
 
-    learns_rates = False  # its defining knowledge: the cluster keeps the true (registered) rates
-
-    def select(self, service: Service, cluster: Cluster) -> Decision:
-        candidates = require_candidates(self.name, cluster)
-        scored = _predict(cluster, service, candidates)
-        feasible = [(n, p) for n, p in scored if p.f >= 0]
-        if feasible:
-            pairs = [(predicted_energy(n, service.input_bytes, p).total_j, p.total_s, i)
-                     for i, (n, p) in enumerate(feasible)]
-            energy_j, _, i = min(pairs)
-            node, p = feasible[i]
-            return _decide(self, service, cluster, candidates, node, p, -energy_j, scored)
-        node, p = min(scored, key=lambda np: np[1].total_s)
-        return _decide(self, service, cluster, candidates, node, p, -p.total_s, scored)
+    information = "clairvoyant"
+    learns_rates = False  # the cluster keeps the true (registered) rates
 
 
 __all__ = ["CloudOnly", "CloudOnlyConfig", "EdgeOnly", "EdgeCloud", "RoundRobin",
-           "RandomChoice", "LeastLoaded", "Oracle"]
+           "RandomChoice", "LeastLoaded", "Clairvoyant"]

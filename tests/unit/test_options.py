@@ -99,7 +99,7 @@ def test_an_unknown_policy_is_rejected_naming_the_accepted_ones(capsys):
     assert exit_.value.code == 2
     error = capsys.readouterr().err
     assert "argument --policy: invalid choice: 'no-such-policy'" in error
-    assert {"cs-ucb", "oracle", "round-robin"} <= set(POLICIES.names())
+    assert {"cs-ucb", "clairvoyant", "round-robin"} <= set(POLICIES.names())
     for name in POLICIES.names():
         assert repr(name) in error, name
 
@@ -120,7 +120,7 @@ def test_the_accepted_policies_are_the_whole_registry_even_before_it_is_imported
     assert done.returncode == 0, done.stderr
     imported_before, choices, names = json.loads(done.stdout)
     assert not imported_before
-    assert choices == names and "cs-ucb" in choices and "oracle" in choices
+    assert choices == names and "cs-ucb" in choices and "clairvoyant" in choices
 
 
 def test_every_flag_has_its_help_text():

@@ -10,7 +10,7 @@ from scheduler.policies.baselines import CloudOnlyConfig
 from scheduler.policies.cs_ucb import CsUcb, CsUcbConfig
 
 PROJECT_POLICIES = ("cs-ucb", "cloud-only", "edge-only", "edge-cloud", "round-robin", "random",
-                    "least-loaded", "oracle")
+                    "least-loaded", "clairvoyant", "slo-aware", "linucb")
 CS_UCB_FIELDS = [f.name for f in dataclasses.fields(CsUcbConfig)]
 
 # Per field: values outside its range (every field also rejects NaN, ±inf, bools and strings).

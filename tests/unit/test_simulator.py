@@ -95,7 +95,7 @@ from simulator import world  # noqa: E402
 from simulator.cells import FLUCTUATING, Cell, cell_spec, run_cell  # noqa: E402
 
 ALL_POLICIES = ["cs-ucb", "cloud-only", "edge-only", "edge-cloud", "round-robin", "random",
-                "least-loaded", "oracle"]
+                "least-loaded", "clairvoyant", "slo-aware", "linucb"]
 
 
 def _paper(requests: int = 400, **overrides):
