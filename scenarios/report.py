@@ -110,6 +110,8 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
         + "; the clairvoyant, if run, knows the truth",
         f"- Faults: " + ("; ".join(f"{f.kind} {f.target} at {f.at_s:g} s"
                                    + (f" for {f.duration_s:g} s" if f.duration_s else "")
+                                   + (f", {f.factor:g}x slower" if f.kind == "slow-node"
+                                      else "")
                                    for f in spec.faults) or "none"),
         "",
         "## Results", "",
