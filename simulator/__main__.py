@@ -9,6 +9,7 @@ from pathlib import Path
 
 from campaign.tasks import CampaignConfigError, CampaignFailed
 from scenarios.spec import SpecError, load_spec
+from scheduler.information import RUN_INFORMATION
 
 
 def _policies(value: str | None, default: list[str]) -> list[str]:
@@ -39,7 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from simulator.world import load_calibration
 
     started = time.perf_counter()
-    spec = load_spec(args.scenario, seed=args.seed)
+    spec = load_spec(args.scenario, seed=args.seed,
+                     **{"scheduler.information": args.information})
     policies = _policies(args.policies, spec.policies)
     calibration = load_calibration(args.calibration) if args.calibration else None
     matrix = _matrix_mode(spec, args)
@@ -65,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.check_manifest({"kind": "simulate", "scenario": args.scenario, "seeds": seeds,
                               "multi_seed": bool(args.seeds), "policies": policies,
                               "cells": [c.label for c in cells], "requests": args.requests,
-                              "calibration": args.calibration})
+                              "calibration": args.calibration,
+                              "information": spec.scheduler.information})
     print(f"simulating {spec.name}: {len(cells)} cell(s) x {len(policies)} policies x "
           f"{requests} services, seed{'s' if args.seeds else ''} "
           f"{', '.join(map(str, seeds))}", file=sys.stderr)
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="seed (default: the spec's)")
     run.add_argument("--policies", help="comma-separated (default: the spec's)")
     run.add_argument("--calibration", help="calibration YAML from `simulator calibrate`")
+    run.add_argument("--information", choices=RUN_INFORMATION,
+                     help="what every policy knows (scheduler.information; default: the "
+                          "spec's, measured unless it says otherwise)")
     run.add_argument("--conditions", default="stable,fluctuating",
                      help="matrix mode: bandwidth conditions (stable, fluctuating)")
     run.add_argument("--single", action="store_true",
