@@ -2,7 +2,8 @@
 
 This module holds the data: precisions (bytes per weight and per activation), the shapes of the
 models the PerLLM paper deploys (`MODELS`, plus the offline `tiny` model), the peak compute,
-bandwidth and power of its machines (`HARDWARE`, each number with its source), the
+bandwidth and power of its machines (`HARDWARE`, each number with its source; the four
+machines of the cloud-device deployment paper's Table II with its cloud prices), the
 hardware × model pairs it deploys (`SHIPPED`), and the by-name lookups whose errors list
 every accepted name. The maths that turns these into operator times and a profile lives in
 `nodes.roofline`; printing, writing profiles and the `derive-profile` command in
@@ -11,6 +12,7 @@ every accepted name. The maths that turns these into operator times and a profil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence, TypeVar
 
@@ -157,8 +159,14 @@ class HardwareSpec:
     default_precision: str
     citation: str  # the short form for a profile's `source`; details in `sources`
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # what renting it costs per busy second, for the cloud machines of the cloud-device paper
+    price_usd_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.price_usd_s is not None and not (math.isfinite(self.price_usd_s)
+                                                 and self.price_usd_s > 0):
+            raise ValueError(f"hardware {self.name!r}: price_usd_s must be a finite number > 0 "
+                             f"or None, got {self.price_usd_s!r}")
         for key in ("matmul_flops", "vector_flops", "memory_bandwidth_bytes_s", "memory_gb",
                     "max_power_w"):
             if not getattr(self, key) > 0:
@@ -171,6 +179,103 @@ class HardwareSpec:
         if not 0 <= self.idle_power_w <= self.max_power_w:
             raise ValueError(f"hardware {self.name!r}: need 0 <= idle_power_w "
                              f"({self.idle_power_w}) <= max_power_w ({self.max_power_w})")
+
+
+# The cloud-device deployment paper (Yang et al., ../shared/papers/
+# cloud-device-llm-deployment-paper.md): its Table II gives frequency, peak compute and memory
+# bandwidth of its four machines, §IV-A the two cloud prices. Memory sizes and powers are not
+# in the paper: vendor figures where we know them, stated assumptions otherwise.
+_CD_PAPER = "cloud-device deployment paper (Yang et al.), Table II"
+_V100S_DS = "NVIDIA V100S PCIe datasheet (Tesla V100S, 32 GB HBM2)"
+_A100_80_DS = "NVIDIA A100 Tensor Core GPU datasheet (2021), A100 80GB SXM column"
+_NANO_DS = "NVIDIA Jetson Nano module data sheet (4 GB LPDDR4, 128-core Maxwell GPU)"
+_SD8S = "Qualcomm Snapdragon 8s Gen 3 Mobile Platform product brief"
+_GPU_EFF = ("assumption (no published measurement of this part is available here): the "
+            "constant-efficiency fallback of the hardware model, the same figures as the "
+            "project's A100 40GB entry")
+_DEVICE_EFF = ("assumption (no published measurement available here): an embedded GPU under "
+               "an fp16 GEMM/GEMV runtime reaches about half its compute peak and 70% of its "
+               "memory bandwidth; the constant-efficiency fallback of the hardware model")
+_CLOUD_DEVICE_HARDWARE = (
+    HardwareSpec(
+        name="v100s", kind="cloud",
+        description="NVIDIA V100S PCIe 32GB, fp16 tensor cores, HBM2 (Group-L cloud)",
+        matmul_flops=130e12, vector_flops=32.8e12, memory_bandwidth_bytes_s=1134e9,
+        memory_gb=32.0, idle_power_w=25.0, max_power_w=250.0,
+        compute_efficiency=0.6, memory_efficiency=0.8, default_precision="fp16",
+        citation=f"{_CD_PAPER} (1597 MHz, 130 TFLOPS tensor core, 1134 GB/s); {_V100S_DS}; "
+                 "price 1.5e-5 $/s from the paper's §IV-A",
+        price_usd_s=1.5e-5,
+        sources={
+            "frequency": f"{_CD_PAPER}: 1597 MHz",
+            "matmul_flops": f"{_CD_PAPER}: 130 TFLOPS (Tensor Core, fp16); {_V100S_DS}",
+            "vector_flops": f"{_V100S_DS}: 16.4 TFLOPS fp32, fp16 non-tensor twice that",
+            "memory_bandwidth": f"{_CD_PAPER}: 1134 GB/s",
+            "memory_gb": f"{_V100S_DS}: 32 GB HBM2",
+            "max_power_w": f"{_V100S_DS}: 250 W",
+            "idle_power_w": "assumption: 25 W board power at idle",
+            "compute_efficiency": _GPU_EFF, "memory_efficiency": _GPU_EFF,
+            "price_usd_s": "cloud-device deployment paper §IV-A a): 1.5e-5 $/s",
+        }),
+    HardwareSpec(
+        name="a100-80gb-sxm", kind="cloud",
+        description="NVIDIA A100 80GB SXM, fp16 tensor cores, HBM2e (Group-H cloud)",
+        matmul_flops=312e12, vector_flops=78e12, memory_bandwidth_bytes_s=2039e9,
+        memory_gb=80.0, idle_power_w=50.0, max_power_w=400.0,
+        compute_efficiency=0.6, memory_efficiency=0.8, default_precision="fp16",
+        citation=f"{_CD_PAPER} (1410 MHz, 312 TFLOPS tensor core, 2039 GB/s); {_A100_80_DS}; "
+                 "price 4e-5 $/s from the paper's §IV-A",
+        price_usd_s=4e-5,
+        sources={
+            "frequency": f"{_CD_PAPER}: 1410 MHz",
+            "matmul_flops": f"{_CD_PAPER}: 312 TFLOPS (Tensor Core, fp16); {_A100_80_DS}",
+            "vector_flops": f"{_A100_80_DS}: FP16 (non-tensor) 78 TFLOPS",
+            "memory_bandwidth": f"{_CD_PAPER}: 2039 GB/s, which is the 80GB SXM part "
+                                f"({_A100_80_DS})",
+            "memory_gb": f"{_A100_80_DS}: 80 GB HBM2e",
+            "max_power_w": f"{_A100_80_DS}: 400 W (SXM)",
+            "idle_power_w": "assumption: 50 W board power at idle",
+            "compute_efficiency": _GPU_EFF, "memory_efficiency": _GPU_EFF,
+            "price_usd_s": "cloud-device deployment paper §IV-A b): 4e-5 $/s",
+        }),
+    HardwareSpec(
+        name="jetson-nano", kind="edge",
+        description="NVIDIA Jetson Nano 4GB, 128-core Maxwell GPU (fp16), LPDDR4 shared with "
+                    "the CPU (Group-L device)",
+        matmul_flops=0.47e12, vector_flops=0.47e12, memory_bandwidth_bytes_s=25.6e9,
+        memory_gb=4.0, idle_power_w=1.5, max_power_w=10.0,
+        compute_efficiency=0.5, memory_efficiency=0.7, default_precision="fp16",
+        citation=f"{_CD_PAPER} (1430 MHz, 0.47 TFLOPS GPU, 25.6 GB/s); {_NANO_DS}",
+        sources={
+            "frequency": f"{_CD_PAPER}: 1430 MHz (the CPU cluster's clock)",
+            "matmul_flops": f"{_CD_PAPER}: 0.47 TFLOPS (GPU, fp16); {_NANO_DS}: 472 GFLOPS",
+            "vector_flops": "no tensor cores: the same CUDA-core fp16 peak",
+            "memory_bandwidth": f"{_CD_PAPER}: 25.6 GB/s (64-bit LPDDR4)",
+            "memory_gb": f"{_NANO_DS}: 4 GB, shared by CPU, GPU and the operating system",
+            "max_power_w": f"{_NANO_DS}: 10 W mode (5 W mode also offered)",
+            "idle_power_w": "assumption: 1.5 W module power at idle",
+            "compute_efficiency": _DEVICE_EFF, "memory_efficiency": _DEVICE_EFF,
+        }),
+    HardwareSpec(
+        name="snapdragon-8s-gen3", kind="edge",
+        description="Qualcomm Snapdragon 8s Gen 3, Adreno GPU (fp16), LPDDR5X shared "
+                    "(Group-H device)",
+        matmul_flops=8.5e12, vector_flops=8.5e12, memory_bandwidth_bytes_s=76.6e9,
+        memory_gb=12.0, idle_power_w=0.5, max_power_w=8.0,
+        compute_efficiency=0.5, memory_efficiency=0.7, default_precision="fp16",
+        citation=f"{_CD_PAPER} (921 MHz, 8.50 TFLOPS GPU, 76.6 GB/s); {_SD8S}",
+        sources={
+            "frequency": f"{_CD_PAPER}: 921 MHz (GPU clock)",
+            "matmul_flops": f"{_CD_PAPER}: 8.50 TFLOPS (GPU); taken as given, fp16",
+            "vector_flops": "no separate matrix unit modelled: the same GPU peak",
+            "memory_bandwidth": f"{_CD_PAPER}: 76.6 GB/s (LPDDR5X)",
+            "memory_gb": "assumption: 12 GB, a common memory size of phones built on this "
+                         "platform, shared with the operating system and apps",
+            "max_power_w": "assumption: 8 W sustained SoC power in a phone",
+            "idle_power_w": "assumption: 0.5 W",
+            "compute_efficiency": _DEVICE_EFF, "memory_efficiency": _DEVICE_EFF,
+        }),
+)
 
 
 _ARK_4214R = ("Intel ARK, Intel Xeon Silver 4214R Processor (16.5M Cache, 2.40 GHz), "
@@ -250,11 +355,12 @@ HARDWARE: dict[str, HardwareSpec] = {h.name: h for h in (
             "default_precision": "fp16 activations and KV cache; the shipped 33B profile "
                                  "stores weights in int8 to fit 40 GB",
         }),
+    *_CLOUD_DEVICE_HARDWARE,
 )}
 
 
 def hardware_spec(name: str) -> HardwareSpec:
-    """A known hardware spec by name ('xeon-4214r', 'a100-40gb')."""
+    """A known hardware spec by name ('xeon-4214r', 'a100-40gb', 'v100s', ...)."""
     return _known("hardware", HARDWARE, name)
 
 
