@@ -67,9 +67,13 @@ scenario: setup ## Run an emulated scenario: NAME=fluctuating [POLICIES= SEED= R
 	  $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(BACKEND),--backend $(BACKEND)) \
 	  $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE))
 
-simulate: setup ## Run the discrete-event simulation: NAME=paper [REQUESTS= SEED= POLICIES=]
+simulate: setup ## Run the discrete-event simulation: NAME=paper [REQUESTS= SEED= POLICIES=]; NAME=cloud-device: the cloud-device paper's split
+ifeq ($(NAME),cloud-device)
+	$(PY) -m clouddevice run
+else
 	$(PY) -m simulator run $(NAME) $(if $(POLICIES),--policies $(POLICIES)) $(if $(SEED),--seed $(SEED)) \
 	  $(if $(REQUESTS),--requests $(REQUESTS))
+endif
 
 bench: setup ## Print every benchmark's JSON figures
 	$(PY) -m scheduler.bench
