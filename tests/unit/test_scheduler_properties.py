@@ -28,6 +28,8 @@ scheduler.limits.MIN_RATE_*).
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import grpc
 import pytest
@@ -53,6 +55,10 @@ HEARTBEAT_TIMEOUT_S = 3.0
 # which depends on the order modules are collected in.
 POLICY_NAMES = [name for name in POLICIES.names()
                 if POLICIES.get(name).__module__.startswith("scheduler.policies.")]
+# A clairvoyant policy's server reads true output lengths from a workload file; an empty one
+# leaves every service at its cap (the cluster's fallback for an id the file lacks).
+NO_TRUTH = Path(tempfile.mkdtemp(prefix="perllm-properties-")) / "workload.json"
+NO_TRUTH.write_text("[]")
 
 # --- values ------------------------------------------------------------------------------------
 WILD_FLOAT = st.one_of(
@@ -190,9 +196,11 @@ class SchedulerMachine(RuleBasedStateMachine):
                 keep=st.sampled_from([3, 2, 1, 0]))
     def start(self, policy: str, initial: list[dict], keep: int) -> None:
         self.policy = policy
+        clairvoyant = POLICIES.get(policy).information == "clairvoyant"
         self.server, port, self.servicer = create_server(ServerConfig(
             host="127.0.0.1", port=0, policy=policy, clock=self.clock,
-            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S))
+            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
+            true_output_tokens=str(NO_TRUTH) if clairvoyant else None))
         self.server.start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
