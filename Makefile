@@ -16,7 +16,7 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup stubs models test test-unit test-integration scenario simulate bench clean-net clean
+.PHONY: help setup stubs models test test-unit test-integration scenario campaign simulate bench clean-net clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -62,10 +62,16 @@ test-unit: setup ## Run the unit tests only (no root)
 test-integration: setup ## Run the integration tests (root, real Mininet)
 	@$(PY) -m pytest tests/integration $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
 
-scenario: setup ## Run an emulated scenario: NAME=fluctuating [POLICIES= SEED= REQUESTS= BACKEND= MODEL= MODE=]
+scenario: setup ## Run an emulated scenario: NAME=fluctuating [POLICIES= SEED= SEEDS= REQUESTS= BACKEND= MODEL= MODE=]
 	$(PY) -m scenarios run $(NAME) $(if $(POLICIES),--policies $(POLICIES)) $(if $(SEED),--seed $(SEED)) \
 	  $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(BACKEND),--backend $(BACKEND)) \
-	  $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE))
+	  $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) $(if $(SEEDS),--seeds $(SEEDS))
+
+campaign: setup ## Emulated runs, policies x seeds, on an executor: NAME= SEEDS=5 [POLICIES= SEED= REQUESTS= EXECUTOR=local|ray|ray:auto|ray://HOST:PORT RESUME=DIR]
+	$(PY) -m scenarios campaign $(NAME) --seeds $(or $(SEEDS),5) $(if $(POLICIES),--policies $(POLICIES)) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(REQUESTS),--requests $(REQUESTS)) \
+	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) \
+	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(RESUME),--resume $(RESUME))
 
 simulate: setup ## Run the discrete-event simulation: NAME=paper [REQUESTS= SEED= POLICIES=]; NAME=cloud-device: the cloud-device paper's split
 ifeq ($(NAME),cloud-device)

@@ -104,3 +104,31 @@ def write_emulated_report(campaign_dir: Path, name: str, seeds: Sequence[int],
     write_per_seed_csv(campaign_dir / "per_seed.csv", sorted(samples, key=lambda s: s[:2]))
     write_report(campaign_dir, f"Emulated campaign: {name}", data, [table], plots, failures)
     return data
+
+
+def campaign_main(spec: ScenarioSpec, n_seeds: int, executor_name: str, results_root: Path,
+                  resume: Path | None = None) -> int:
+    """The command line's campaign: run or resume, print the aggregate; 0 when every run
+    succeeded, 1 when some failed (listed with their reasons), 2 for a bad option."""
+    from campaign.executors import executor_from_name
+    from campaign.tasks import CampaignConfigError
+    from scenarios.results import new_run_dir
+
+    seeds = [spec.seed + i for i in range(n_seeds)]
+    campaign_dir = Path(resume) if resume else new_run_dir(f"{spec.name}-campaign",
+                                                           root=Path(results_root))
+    try:
+        with executor_from_name(executor_name) as executor:
+            data, outcomes = run_emulated_campaign(spec, spec.policies, seeds, executor,
+                                                   campaign_dir)
+    except CampaignConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_aggregate(data["policies"], data["ceiling"],
+                           f"{spec.name}, emulated: mean ± 95% CI over {len(seeds)} seeds"))
+    if data["failed"]:
+        print(f"\nFAILED ({len(data['failed'])}, left out of the figures):")
+        print("\n".join(f"  {line}" for line in data["failed"]))
+        print(f"to run them again: the same command with --resume {campaign_dir}")
+    print(f"results: {campaign_dir}")
+    return 1 if data["failed"] else 0

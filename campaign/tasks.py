@@ -73,5 +73,6 @@ class CampaignFailed(RuntimeError):
 
     def __init__(self, failed: list[TaskOutcome]) -> None:
         self.failed = failed
-        lines = [f"{len(failed)} task(s) failed:"] + [f"  {o.key}: {o.error}" for o in failed]
+        lines = [f"{len(failed)} task(s) failed:"] + [
+            f"  {o.key}: {o.error.splitlines()[0] if o.error else 'failed'}" for o in failed]
         super().__init__("\n".join(lines))

@@ -1,4 +1,6 @@
-"""`python -m scenarios run NAME` runs an emulated scenario (root); `list` shows them."""
+"""`python -m scenarios run NAME` runs an emulated scenario (root; `--seeds N`: as a campaign
+of N seeds); `campaign NAME --seeds N` runs policies x seeds as campaign tasks on an executor
+(local, or a Ray cluster: docs/campaigns.md); `list` shows the scenarios."""
 
 from __future__ import annotations
 
@@ -17,21 +19,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenarios", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario on the emulated testbed (needs root)")
-    run.add_argument("name", help="scenario name (scenarios/NAME.yaml) or a YAML path")
-    run.add_argument("--policies", help="comma-separated policy names (default: the spec's)")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--requests", type=int, help="services per policy")
-    run.add_argument("--backend", choices=BACKENDS.names(),
-                     help="backend of every node")
-    run.add_argument("--model", help="local model path for every node")
-    run.add_argument("--mode", choices=("gateway", "advisor"))
-    run.add_argument("--results", type=Path, default=Path("results"))
+    campaign = sub.add_parser("campaign", help="policies x seeds, each a fresh testbed, as "
+                                               "campaign tasks; an aggregate with 95%% CIs")
+    for p in (run, campaign):
+        p.add_argument("name", help="scenario name (scenarios/NAME.yaml) or a YAML path")
+        p.add_argument("--policies", help="comma-separated policy names (default: the spec's)")
+        p.add_argument("--seed", type=int, help="the (first) seed (default: the spec's)")
+        p.add_argument("--requests", type=int, help="services per policy")
+        p.add_argument("--backend", choices=BACKENDS.names(),
+                       help="backend of every node")
+        p.add_argument("--model", help="local model path for every node")
+        p.add_argument("--mode", choices=("gateway", "advisor"))
+        p.add_argument("--results", type=Path, default=Path("results"))
+    run.add_argument("--seeds", type=int, help="run as a campaign of N seeds (seed, +1, ...) "
+                                               "with the local executor")
+    campaign.add_argument("--seeds", type=int, required=True,
+                          help="seeds per policy (seed, +1, ...)")
+    campaign.add_argument("--executor", default="local",
+                          help="local (default: this host's testbed), ray (a local Ray "
+                               "instance), ray:auto or ray://HOST:PORT (join a cluster)")
+    campaign.add_argument("--resume", type=Path, metavar="DIR",
+                          help="a campaign's folder: run only the runs it does not hold")
     sub.add_parser("list", help="list the shipped scenarios")
     args = parser.parse_args(argv)
 
     if args.command == "list":
         print("\n".join(available()))
         return 0
+    if args.seeds is not None and args.seeds < 1:
+        print(f"error: --seeds must be >= 1 (got {args.seeds})", file=sys.stderr)
+        return 2
     overrides = {"seed": args.seed, "workload.requests": args.requests, "mode": args.mode,
                  "policies": args.policies.split(",") if args.policies else None}
     model = args.model
@@ -45,15 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
+    executor_name = getattr(args, "executor", "local")
+    # A cluster's hosts need root and the models; this host needs them only to run here.
+    runs_here = executor_name == "ray" or executor_name.startswith("local")
+    if runs_here and os.geteuid() != 0:
         print("error: an emulated scenario needs root (Mininet): run 'sudo make scenario "
               f"NAME={args.name}'", file=sys.stderr)
         return 2
     for group in (spec.nodes.edge, spec.nodes.cloud):
-        if not group.model.exists():
+        if runs_here and not group.model.exists():
             print(f"error: model {group.model} not found: run 'make setup' (tiny models) or "
                   "pass MODEL=/path/to/a/local/model", file=sys.stderr)
             return 2
+    if args.command == "campaign" or args.seeds:
+        from campaign.emulated import campaign_main
+
+        return campaign_main(spec, args.seeds, executor_name, args.results,
+                             getattr(args, "resume", None))
 
     from scenarios.emulate import RunInterrupted, run_scenario
     from scenarios.results import format_ratios, format_table

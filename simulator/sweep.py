@@ -47,6 +47,8 @@ def run_sweep(scenario: str, key: str, values: list[Any], seeds: list[int],
     from campaign.store import run_campaign
     from campaign.tasks import CampaignFailed
 
+    import simulator.cells  # noqa: F401 - imported once here, so forked tasks inherit it
+
     tasks = sweep_tasks(scenario, key, values, seeds, policies, requests)
     points = [(value, seed) for value in values for seed in seeds]
     local = executor is None
