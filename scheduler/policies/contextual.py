@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from mabwiser.mab import MAB, LearningPolicy
 
 from scheduler.cluster import Cluster, NodeState, Prediction
 from scheduler.limits import MAX_REWARD, check_count
@@ -164,11 +163,19 @@ class LinUcb(Policy):
 
     def __init__(self, config: LinUcbConfig | None = None, seed: int = 0) -> None:
         super().__init__(config, seed)
-        self._mab: MAB | None = None  # built at the first decision, with the arms seen
+        self._mab: Any = None  # a mabwiser MAB, built at the first decision with the arms seen
         self._fitted = False  # MABWiser predicts only after its first (partial_)fit
         self._arms: dict[str, _Arm] = {}
         self._blocks: dict[str, int] = {}  # shared layout: node id -> its block's index
         self._pending: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+
+    def _new_mab(self, arms: list[str]) -> Any:
+        # Imported here: mabwiser brings scikit-learn and pandas (about 2 s), which every
+        # importer of scheduler.policies would otherwise pay, linucb or not.
+        from mabwiser.mab import MAB, LearningPolicy
+
+        return MAB(arms=list(arms), learning_policy=LearningPolicy.LinUCB(
+            alpha=self.config.alpha, l2_lambda=self.config.l2_lambda), seed=self.seed)
 
     @property
     def num_features(self) -> int:
@@ -211,8 +218,7 @@ class LinUcb(Policy):
         if not new:
             return
         if self._mab is None:
-            self._mab = MAB(arms=list(new), learning_policy=LearningPolicy.LinUCB(
-                alpha=self.config.alpha, l2_lambda=self.config.l2_lambda), seed=self.seed)
+            self._mab = self._new_mab(new)
         else:
             for node_id in new:
                 self._mab.add_arm(node_id)
@@ -332,8 +338,7 @@ class LinUcb(Policy):
         self._blocks = {node_id: k for k, node_id in enumerate(blocks)}
         self._mab = None
         if arms:
-            self._mab = MAB(arms=list(arms), learning_policy=LearningPolicy.LinUCB(
-                alpha=self.config.alpha, l2_lambda=self.config.l2_lambda), seed=self.seed)
+            self._mab = self._new_mab(list(arms))
         if fitted:
             _restore_models(self._mab, matrices, self.num_features)
 
@@ -364,7 +369,7 @@ def _ridge_state(key: str, a: Any, b: Any, d: int, l2_lambda: float
     return A, b
 
 
-def _restore_models(mab: MAB, matrices: dict[str, tuple[np.ndarray, np.ndarray]],
+def _restore_models(mab: Any, matrices: dict[str, tuple[np.ndarray, np.ndarray]],
                     d: int) -> None:
     """Put saved A and b into MABWiser's per-arm ridge regressions (mabwiser 2.7.4 keeps them
     as `_imp.arm_to_model[arm]` with A, A_inv, Xty, beta; tests/unit pin the round trip)."""

@@ -8,6 +8,10 @@ Nodes (tests/unit/conftest.py defaults, a 1,000-byte service of 250 prompt token
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ from scheduler.service import Service
 from tests.unit.conftest import make_cluster
 from tests.unit.conftest import node_info as node
 
+REPO = Path(__file__).resolve().parents[2]
 CLOUD = dict(kind="cloud", slots=4, decode=50.0, prefill=5000.0, rate=300.0, idle_w=60.0,
              max_w=400.0)
 
@@ -324,3 +329,13 @@ def test_linucb_config_is_frozen_and_create_policy_rejects_unknown_fields():
     with pytest.raises(ValueError, match=r"\['delta'\].*'linucb'.*alpha.*l2_lambda"):
         create_policy("linucb", delta=1.0)
     assert isinstance(create_policy("linucb", alpha=0, l2_lambda=2), LinUcb)
+
+
+def test_importing_the_policies_does_not_import_mabwiser():
+    # mabwiser brings scikit-learn and pandas (~2 s): only a linucb decision may pay for it.
+    code = ("import sys, scheduler.policies\n"
+            "print('mabwiser' in sys.modules, 'sklearn' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
