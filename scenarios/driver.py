@@ -77,9 +77,14 @@ class Driver:
                 self._node_channels[address] = inference_pb2_grpc.InferenceServiceStub(channel)
             return self._node_channels[address]
 
-    def run_one(self, item: WorkloadItem, attachment: bytes) -> None:
+    def run_one(self, item: WorkloadItem, attachment: bytes, due_s: float | None = None
+                ) -> None:
         """One service from arrival to its outcome record; its true output length
-        (item.output_tokens) reaches the node only, as where the model's answer ends."""
+        (item.output_tokens) reaches the node only, as where the model's answer ends.
+
+        due_s is when the workload says it arrives (time.monotonic()); the record then
+        carries the driver's own timing (scenarios.fidelity): how late this thread began it
+        and how long the client waited from that due time to the outcome."""
         service, arrival_s = item.service, item.arrival_s
         start = time.monotonic()
         try:
@@ -96,6 +101,8 @@ class Driver:
         except Exception as exc:  # a driver bug must still leave a recorded outcome
             record = failed_record(service, arrival_s, time.monotonic() - start,
                                    f"driver error: {exc!r}")
+        if due_s is not None:
+            record["driver"] = {"late_s": start - due_s, "e2e_s": time.monotonic() - due_s}
         self.emit(record)
 
     def _gateway(self, service: Service, arrival_s: float, attachment: bytes,
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             delay = item.arrival_s - (time.monotonic() - t0)
             if delay > 0:
                 time.sleep(delay)  # open-loop arrivals: the workload's clock, not a sync
-            pool.submit(driver.run_one, item, attachment_for(item.service))
+            pool.submit(driver.run_one, item, attachment_for(item.service), t0 + item.arrival_s)
     after = driver.node_totals(nodes)
     for node_id, end in after.items():
         start = before.get(node_id, {})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scenarios.driver import read_outcome_record
+from scenarios.fidelity import CpuMonitor, combine, policy_fidelity
 from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summarise,
                                write_config, write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
@@ -55,6 +56,9 @@ class PolicyRun:
     nodes: list[NodeRow] = field(default_factory=list)
     links: list[LinkRow] = field(default_factory=list)
     complete: bool = False
+    # scenarios.fidelity: the driver's timing per service id, and the run's verdict.
+    driver_timing: dict[str, dict] = field(default_factory=dict)
+    fidelity: dict | None = None
 
     @property
     def requests(self) -> list[RequestRow]:
@@ -167,6 +171,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                           env=env, stdout=subprocess.PIPE,
                           stderr=logs.enter_context(driver_log.open("w")), text=True)
         faults = FaultInjector(spec, tb, node_procs, slowdown_files)
+        cpu = CpuMonitor(lambda: [os.getpid(), scheduler.pid, driver.pid,
+                                  *(p.pid for p in node_procs.values())])
         trace_t0_s = tb.elapsed_s()
         node_totals: dict[str, dict] = {}
         for line in driver.stdout:  # type: ignore[union-attr]
@@ -178,8 +184,10 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                 trace_t0_s = tb.elapsed_s()
                 tb.start_fluctuation()
                 faults.start()
+                cpu.start()
             elif kind == "outcome":
                 outcome, arrival_s = read_outcome_record(record)
+                result.driver_timing[outcome.service_id] = record.get("driver") or {}
                 result.outcomes.append((outcome, arrival_s))
                 on_outcome()
             elif kind == "node":
@@ -188,8 +196,13 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                 result.complete = True
         faults.stop()
         driver.wait()
+        cpu_measures = cpu.stop() if cpu.started else None
         tb.stop_fluctuation()
         scrape_metrics(tb, hosts, policy_dir / "metrics", env)
+        result.fidelity = policy_fidelity(
+            cpu_measures, policy_dir / "metrics", result.driver_timing,
+            {o.service_id: (o.total_s if o.status.value != "failed" else None)
+             for o, _ in result.outcomes}, tb.shaper_windows())
         result.counters = tb.transmission()
         result.links = [LinkRow(policy=policy, time_s=max(0.0, c.time_s - trace_t0_s),
                                 link=c.link, rate_mbit=c.rate_mbit) for c in tb.rate_log]
@@ -379,13 +392,14 @@ def run_scenario(spec: ScenarioSpec, policies: list[str], mode: str,
         write_rows(run_dir, requests, nodes, links)
         summary = summarise(requests, nodes) if requests else {}
         bound = emulated_ceiling(spec)
+        fidelity = combine({run.policy: run.fidelity for run in runs if run.fidelity})
         write_summary(run_dir, summary, incomplete=incomplete,
                       extra={"world": "emulated", "mode": mode, "policy_order": policies,
                              "seed": spec.seed, "requests_per_policy": len(items),
-                             "ceiling": bound})
+                             "ceiling": bound, "fidelity": fidelity})
         plots = write_plots(run_dir, requests, links, summary) if requests else []
         write_report(run_dir, spec, summary, plots, spec.seed, incomplete=incomplete,
-                     ceiling=bound)
+                     ceiling=bound, fidelity=fidelity)
     if interrupted:
         raise RunInterrupted(run_dir, summary)
     return run_dir, summary

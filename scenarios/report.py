@@ -76,9 +76,37 @@ def _failures(summary: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def fidelity_section(fidelity: dict[str, Any]) -> list[str]:
+    """report.md's "Fidelity" section: the verdict, its reasons and each policy run's worst
+    figures (scenarios/fidelity.py has the measures and the thresholds with their reasons)."""
+    from scenarios.fidelity import headline
+
+    out = ["## Fidelity", "",
+           f"**{fidelity['status']}**" + (": " + "; ".join(fidelity["reasons"])
+                                         if fidelity.get("reasons") else
+                                         ": no threshold crossed"), "",
+           "| policy | status | CPU wait ms/wake-up | cores used | host CPU pressure "
+           "| tokens >20 ms late | driver late p99 s | front-end delay p95 s "
+           "| shaper windows off | shaper ratio min |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for policy, figures in fidelity.get("policies", {}).items():
+        h = headline(figures)
+        out.append(f"| {policy} | {h['status']} | {_num(h['cpu_wait_per_wakeup_ms'], '.2f')} "
+                   f"| {_num(h['cores_used'], '.2f')} | {_num(h['psi_some_share'], '.0%')} "
+                   f"| {_num(h['pacing_late_share'], '.2%')} "
+                   f"| {_num(h['driver_late_p99_s'], '.3f')} "
+                   f"| {_num(h['frontend_delay_p95_s'], '.3f')} "
+                   f"| {_num(h['shaper_off_share'], '.0%')} "
+                   f"| {_num(h['shaper_ratio_min'], '.2f')} |")
+    out += ["", "Thresholds and their reasons: `scenarios/fidelity.py` (THRESHOLDS); every "
+            "figure per node and link is in summary.json under `fidelity`.", ""]
+    return out
+
+
 def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
                  plots: Sequence[Path], seed: int, incomplete: bool = False,
-                 ceiling: dict[str, Any] | None = None) -> Path:
+                 ceiling: dict[str, Any] | None = None,
+                 fidelity: dict[str, Any] | None = None) -> Path:
     """Write report.md into run_dir and return its path."""
     run_dir = Path(run_dir)
     topo, work = spec.topology, spec.workload
@@ -132,6 +160,8 @@ def write_report(run_dir: Path, spec: Any, summary: dict[str, dict[str, Any]],
     failures = _failures(summary)
     if failures:
         out += ["### Failures", "", *failures, ""]
+    if fidelity:
+        out += fidelity_section(fidelity)
     if plots:
         out += ["## Plots", ""]
         for plot in plots:

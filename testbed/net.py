@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from testbed import clean as state
-from testbed.accounting import LinkCounters, TransmissionMeter
+from testbed.accounting import LinkCounters, ShaperWindow, TransmissionMeter
 from testbed.engine import FluctuationEngine, write_feed
 from testbed.fluctuation import RateChange, iter_schedule
 from testbed.shaping import WIRE_PER_PAYLOAD, Interface, Shaper
@@ -429,3 +429,8 @@ class Testbed:
     def reset_counters(self) -> None:
         self._require_running()
         self._meter.reset()
+
+    def shaper_windows(self) -> list[ShaperWindow]:
+        """Delivered against configured upload rate per link per window (shaper fidelity)."""
+        self._require_running()
+        return self._meter.windows()
