@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from nodes.backends import BACKENDS, DEFAULT_BACKEND, describe_models
+from scheduler.energy_models import DEFAULT_POWER, POWER_MODELS
 from scheduler.options import option, to_argv
 from scheduler.security import SecurityOptions
 
@@ -68,6 +69,12 @@ class NodeConfig(SecurityOptions):
         1.0, "rates declared at registration = the profile's x this factor (a misspecified "
              "profile: scheduler.information); the node still paces at the profile's")
     heartbeat_interval_s: float = option(0.5, "seconds between heartbeats to the scheduler")
+    power_model: str = option(
+        DEFAULT_POWER, "modelled node power over busy slots (scheduler/energy_models.py)",
+        choices=POWER_MODELS.names)
+    max_context_tokens: int = option(
+        0, "longest service (prompt + answer, tokens) each slot must hold: the profile's "
+           "model, slots and this must fit the hardware's memory (0: the model's own window)")
     slowdown_file: str = option(
         "", "JSON file {\"factor\": F} polled while pacing: every step takes F times as long "
             "(the slow-node fault writes it; nodes/slowdown.py); needs --profile", metavar="PATH")
@@ -88,7 +95,8 @@ class NodeConfig(SecurityOptions):
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be in [0, 65535] or None "
                              f"(got {self.metrics_port})")
-        for name in ("slots", "queue_capacity", "context_length", "warmup_tokens"):
+        for name in ("slots", "queue_capacity", "context_length", "warmup_tokens",
+                     "max_context_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
         for name in ("chunk_tokens", "n_threads"):
@@ -106,10 +114,29 @@ class NodeConfig(SecurityOptions):
             raise ValueError(f"slowdown_file needs a profile: an unpaced node runs at its "
                              f"machine's own speed (got slowdown_file={self.slowdown_file!r} "
                              f"and no profile)")
+        if self.power_model not in POWER_MODELS:
+            raise ValueError(f"power_model must be one of {', '.join(POWER_MODELS.names())} "
+                             f"(got {self.power_model!r})")
+        if self.profile:
+            self._check_memory()
         if self.scheduler and ":" not in self.scheduler:
             raise ValueError(f"scheduler must be HOST:PORT (got {self.scheduler!r})")
         if self.advertise and ":" not in self.advertise:
             raise ValueError(f"advertise must be IP:PORT (got {self.advertise!r})")
+
+
+    def _check_memory(self) -> None:
+        """The profile's model at resolved_slots() slots of max_context_tokens (the model's
+        window when 0) must fit its hardware's memory (nodes/memory.py)."""
+        from nodes.memory import check_memory
+        from nodes.profile import load_profile
+
+        context = self.max_context_tokens or 10**9  # clipped to the model's window
+        try:
+            check_memory(load_profile(self.profile), self.resolved_slots(), context,
+                         node=f"node {self.node_id}")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (set --slots or --max-context-tokens)") from None
 
 
 def serve_argv(config: NodeConfig, python: str = sys.executable) -> list[str]:

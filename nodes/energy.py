@@ -1,10 +1,11 @@
 """Energy metering of a node: modelled from its power figures, measured where hardware allows.
 
-Modelled (always): node power P(t) = P_idle + (P_max − P_idle)·u(t) with u = busy slots /
-slots. While at least one slot is busy, P(t) is inference power and each running request is
-charged an equal share of it; while no slot is busy, P_idle is idle power (PerLLM eq. 2's
-E_infer and E_idle). Per-request inference energies therefore sum to the node's inference
-energy exactly.
+Modelled (always): node power P(t) = P(busy slots) from the run's power curve
+(scheduler/energy_models.py: linear by default, P_idle + (P_max − P_idle)·busy/slots; or the
+GPU's published curve over batch size), the same formula the simulator integrates. While at
+least one slot is busy, P(t) is inference power and each running request is charged an equal
+share of it; while no slot is busy, P_idle is idle power (PerLLM eq. 2's E_infer and E_idle).
+Per-request inference energies therefore sum to the node's inference energy exactly.
 
 Measured (when present): Intel RAPL package counters under /sys/class/powercap and NVIDIA
 NVML's total-energy counter (pynvml, optional). Their energy between events is split the same
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from scheduler.energy_models import PowerCurve, linear_power_w
 from scheduler.outcome import Energy
 
 POWERCAP_DIR = Path("/sys/class/powercap")
@@ -138,10 +140,12 @@ class EnergyMeter:
     def __init__(self, idle_power_w: float, max_power_w: float, slots: int,
                  clock: Callable[[], float] = time.monotonic,
                  counters: Sequence[EnergyCounter] | object = _AUTO,
-                 prefer_measured: bool = False) -> None:
+                 prefer_measured: bool = False,
+                 power_curve: PowerCurve = linear_power_w) -> None:
         """counters: default detects RAPL/NVML; pass [] for modelled only.
         prefer_measured: end() returns the measured figure when a counter exists (use it when
         the node is not paced: then the machine's own energy is the node's energy).
+        power_curve: the modelled node power over busy slots (EnergyModel.curve(kind)).
         """
         for key, value in (("idle_power_w", idle_power_w), ("max_power_w", max_power_w)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -154,6 +158,7 @@ class EnergyMeter:
         self.idle_power_w = float(idle_power_w)
         self.max_power_w = float(max_power_w)
         self.slots = slots
+        self._power_curve = power_curve
         self._clock = clock
         self._counters = list(detect_counters() if counters is _AUTO else counters)
         self.measured_method = "+".join(c.method for c in self._counters) or None
@@ -171,8 +176,8 @@ class EnergyMeter:
         return sum(c.read_j() for c in self._counters)
 
     def _power_w(self, busy: int) -> float:
-        utilisation = min(busy, self.slots) / self.slots
-        return self.idle_power_w + (self.max_power_w - self.idle_power_w) * utilisation
+        return self._power_curve(self.idle_power_w, self.max_power_w, self.slots,
+                                 min(busy, self.slots))
 
     def _advance(self) -> float:
         """Account the interval since the last event at the busy count it had; returns now."""

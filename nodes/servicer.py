@@ -44,6 +44,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     def __init__(self, config: NodeConfig, backend: Backend, profile) -> None:
         from nodes.energy import EnergyMeter
+        from scheduler.energy_models import POWER_MODELS
         from nodes.pacing import Pacer
 
         self.config = config
@@ -57,7 +58,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         max_w = profile.max_power_w if profile else 0.0
         # Unpaced, the machine's own measured energy (RAPL/NVML, where present) is the node's.
         self.meter = EnergyMeter(idle_w, max_w, self.slots.slots,
-                                 prefer_measured=profile is None)
+                                 prefer_measured=profile is None,
+                                 power_curve=POWER_MODELS.get(config.power_model).curve(
+                                     config.kind))
         self.rates = MeasuredRates(profile.prefill_tok_s if profile else 0.0,
                                    profile.decode_tok_s if profile else 0.0)
         self.serving = threading.Event()

@@ -22,7 +22,8 @@ from scenarios.driver import read_outcome_record
 from scenarios.fidelity import CpuMonitor, combine, policy_fidelity
 from scenarios.results import (LinkRow, NodeRow, RequestRow, new_run_dir, summarise,
                                write_config, write_rows, write_summary)
-from scenarios.spec import ScenarioSpec
+from scenarios.spec import ScenarioSpec, longest_service_tokens
+from scheduler.energy_models import DEFAULT_ENERGY, EnergyModel
 from scenarios.workload import generate
 from scenarios.workload_file import save_workload
 from nodes.config import NodeConfig
@@ -53,6 +54,7 @@ class PolicyRun:
     # (outcome, arrival_s) as they arrive, so an interrupted run keeps what it recorded.
     outcomes: list[tuple[Outcome, float]] = field(default_factory=list)
     counters: dict | None = None  # the links' interface counters, once read
+    energy: EnergyModel = DEFAULT_ENERGY  # how transmission energy is attributed
     nodes: list[NodeRow] = field(default_factory=list)
     links: list[LinkRow] = field(default_factory=list)
     complete: bool = False
@@ -63,7 +65,7 @@ class PolicyRun:
     @property
     def requests(self) -> list[RequestRow]:
         """The rows of requests.csv, with the counters' transmission energy once read."""
-        outcomes = (attribute_transmission(self.outcomes, self.counters)
+        outcomes = (attribute_transmission(self.outcomes, self.counters, self.energy)
                     if self.counters is not None else self.outcomes)
         return [RequestRow.from_outcome(self.policy, outcome, arrival_s)
                 for outcome, arrival_s in outcomes]
@@ -111,7 +113,8 @@ def _node_argv(spec: ScenarioSpec, name: str, user_ip: str, ip: str,
         advertise=f"{ip}:{NODE_PORT}", link_rate_mbit=spec.topology.nominal_rate_mbit(name),
         j_per_bit=spec.topology.j_per_bit(name), declared_rate_factor=declared[name],
         heartbeat_interval_s=spec.scheduler.heartbeat_interval_s,
-        slowdown_file=str(slowdown_file or "")))
+        slowdown_file=str(slowdown_file or ""), power_model=spec.energy.model,
+        max_context_tokens=longest_service_tokens(spec.workload) or 0))
 
 
 def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
@@ -124,6 +127,7 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
     policy_dir.mkdir(parents=True, exist_ok=True)
     result = result if result is not None else PolicyRun()
     result.policy = policy
+    result.energy = spec.energy.to_model()
     env = child_env()
     with contextlib.ExitStack() as logs, \
             Testbed(spec.topology, seed=spec.seed, run_dir=policy_dir) as tb:
@@ -240,11 +244,22 @@ def scrape_metrics(tb, hosts: list[str], out_dir: Path, env: dict[str, str]) -> 
               f"{proc.returncode}): {err.strip()[-500:]}", file=sys.stderr)
 
 
-def attribute_transmission(outcomes: list[tuple[Outcome, float]], counters: dict
+def attribute_transmission(outcomes: list[tuple[Outcome, float]], counters: dict,
+                           energy: EnergyModel = DEFAULT_ENERGY
                            ) -> list[tuple[Outcome, float]]:
-    """The outcomes with transmission energy from the interface counters (bytes x J/bit of
-    each link), shared among the services sent over a link in proportion to their input bytes;
-    services on a link without counters keep the energy they were given."""
+    """The outcomes with transmission energy under the run's transmission model.
+
+    per-bit: from the interface counters (bytes x J/bit of each link), shared among the
+    services sent over a link in proportion to their input bytes; services on a link without
+    counters keep the energy they were given. nic-time: each service's sender NIC power x its
+    measured transmission_s (the upload's time in flight, time spent behind other uploads on
+    a congested link included), the formula the simulator uses (scheduler/energy_models.py)."""
+    if not energy.transmission_per_bit:
+        return [(replace(outcome, energy=replace(
+                    outcome.energy, transmission_method="modelled",
+                    transmission_j=energy.transmission_j(outcome.input_bytes, 0.0,
+                                                         max(0.0, outcome.transmission_s)))),
+                 arrival_s) for outcome, arrival_s in outcomes]
     sent: dict[str, int] = {}
     count: dict[str, int] = {}
     for outcome, _ in outcomes:

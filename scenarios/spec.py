@@ -15,6 +15,8 @@ import yaml
 from pydantic import (Discriminator, Field, Tag, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from scheduler.energy_models import (DEFAULT_NIC_POWER_W, DEFAULT_POWER, DEFAULT_TRANSMISSION,
+                                     POWER_MODELS, TRANSMISSION_MODELS, EnergyModel)
 from scheduler.information import MAX_DECLARED_ERROR
 from nodes.slowdown import MAX_SLOWDOWN_FACTOR
 from testbed.spec import Strict, TopologySpec
@@ -42,6 +44,81 @@ class NodeGroupSpec(Strict):
 class NodesSpec(Strict):
     edge: NodeGroupSpec = NodeGroupSpec(profile="xeon-4214r/llama2-7b", slots=1)
     cloud: NodeGroupSpec = NodeGroupSpec(profile="a100-40gb/llama2-33b", slots=8)
+
+
+class EnergySpec(Strict):
+    """Which energy model the run accounts with (scheduler/energy_models.py, both worlds)."""
+
+    model: str = Field(DEFAULT_POWER, description="Node power over busy slots: a name in "
+                       "scheduler.energy_models.POWER_MODELS (linear: P_idle + (P_max - "
+                       "P_idle)·busy/slots; gpu-batch-curve: the cloud GPU's published power "
+                       "over decode batch size)")
+    transmission: str = Field(DEFAULT_TRANSMISSION, description="Upload energy: a name in "
+                              "scheduler.energy_models.TRANSMISSION_MODELS (per-bit: bytes x "
+                              "J/bit of the link; nic-time: nic_power_w x seconds in flight)")
+    nic_power_w: float = Field(DEFAULT_NIC_POWER_W, ge=0.0, le=1000.0, allow_inf_nan=False,
+                               description="nic-time: the sender's interface power while "
+                                           "sending (W)")
+
+    @field_validator("model")
+    @classmethod
+    def _power_registered(cls, name: str) -> str:
+        if name not in POWER_MODELS:
+            raise ValueError(f"energy.model: unknown {name!r}; accepted: "
+                             f"{', '.join(POWER_MODELS.names())}")
+        return name
+
+    @field_validator("transmission")
+    @classmethod
+    def _transmission_registered(cls, name: str) -> str:
+        if name not in TRANSMISSION_MODELS:
+            raise ValueError(f"energy.transmission: unknown {name!r}; accepted: "
+                             f"{', '.join(TRANSMISSION_MODELS.names())}")
+        return name
+
+    def to_model(self) -> EnergyModel:
+        return EnergyModel(self.model, self.transmission, self.nic_power_w)
+
+
+# Bytes per token when a class's prompt is estimated from its upload (Service.estimated_prompt_
+# tokens); an Azure trace's rows give their own context, up to the model's window.
+_BYTES_PER_TOKEN = 4
+
+
+def longest_service_tokens(workload: "WorkloadSpec") -> int | None:
+    """The most tokens (prompt and answer) one service of the workload can hold in a slot;
+    None for an Azure trace, whose rows may reach any length (a slot then needs the model's
+    whole window)."""
+    if workload.arrival.process == AZURE_TRACE:
+        return None
+    longest = 0
+    for c in workload.classes:
+        prompt = (c.prompt_tokens[1] if c.prompt_tokens is not None
+                  else max(1, c.input_bytes[1] // _BYTES_PER_TOKEN))
+        longest = max(longest, prompt + c.max_new_tokens[1])
+    return longest
+
+
+def check_nodes_memory(nodes: NodesSpec, workload: "WorkloadSpec") -> None:
+    """Each node group's model, at its slots and the workload's longest service, must fit its
+    hardware's memory (nodes/memory.py); the error gives the count and what would fit."""
+    from nodes.memory import check_memory
+    from nodes.profile import load_profile
+
+    longest = longest_service_tokens(workload)
+    for kind in ("edge", "cloud"):
+        group = getattr(nodes, kind)
+        if not group.profile:
+            continue  # native speed: no emulated hardware to fit
+        profile = load_profile(group.profile)
+        context = longest if longest is not None else 10**9  # clipped to the model's window
+        try:
+            check_memory(profile, group.slots, context, node=f"nodes.{kind}")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (longest service: "
+                             f"{'the model window' if longest is None else f'{longest} tokens'}"
+                             f"; lower nodes.{kind}.slots or the workload's prompt_tokens / "
+                             f"max_new_tokens)") from None
 
 
 class LognormalParams(Strict):
@@ -355,6 +432,12 @@ class ScenarioSpec(Strict):
     policy_params: dict[str, dict[str, float | int | str | bool]] = Field(default_factory=dict)
     faults: list[FaultSpec] = Field(default_factory=list)
     simulation: SimulationSpec = SimulationSpec()
+    energy: EnergySpec = EnergySpec()
+
+    @model_validator(mode="after")
+    def _nodes_fit_memory(self) -> "ScenarioSpec":
+        check_nodes_memory(self.nodes, self.workload)
+        return self
 
     @model_validator(mode="after")
     def _known_names(self) -> "ScenarioSpec":

@@ -13,8 +13,9 @@ A service's modelled energy on node j has three parts (eq. 2's E_tran, E_infer, 
   service is charged for; the run's idle energy (P_idle × idle time of every powered node,
   nodes.csv) is accounted separately by the results writer.
 
-The same functions serve the predictions (edge-cloud and oracle scoring) and the simulator's
-modelled outcomes, so a policy and the world it is judged in use one model.
+The formulas themselves live in scheduler/energy_models.py, with their variants (a GPU power
+curve over batch size, time-based NIC power); these helpers take an EnergyModel, the linear
+per-bit one by default, so a policy's predictions and the world it is judged in can share one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import math
 
 from scheduler.cluster import NodeInfo, NodeState, Prediction
+from scheduler.energy_models import DEFAULT_ENERGY, EnergyModel, per_bit_energy_j
 from scheduler.outcome import Energy, Outcome, Status
 
 # A service that took twice its requirement (or failed) counts as fully violated: bounding
@@ -31,27 +33,29 @@ F_FLOOR = -1.0
 
 def transmission_energy_j(input_bytes: int, j_per_bit: float) -> float:
     """E_tran = bytes · 8 · J/bit."""
-    return input_bytes * 8 * j_per_bit
+    return per_bit_energy_j(input_bytes, j_per_bit)
 
 
-def inference_power_w(info: NodeInfo, concurrent: int = 1) -> float:
-    """One service's share of the node's power: P_idle/concurrent + (P_max − P_idle)/slots."""
-    concurrent = max(1, concurrent)
-    return (info.idle_power_w / concurrent
-            + (info.max_power_w - info.idle_power_w) / info.slots)
+def inference_power_w(info: NodeInfo, concurrent: int = 1,
+                      energy: EnergyModel = DEFAULT_ENERGY) -> float:
+    """One service's share of the node's power with `concurrent` running, P(concurrent)/
+    concurrent; linear: P_idle/concurrent + (P_max − P_idle)/slots."""
+    return energy.share_power_w(info.kind, info.idle_power_w, info.max_power_w, info.slots,
+                                min(max(1, concurrent), info.slots))
 
 
 def service_energy(info: NodeInfo, input_bytes: int, transmission_s: float,
                    queueing_s: float, inference_s: float, concurrent: int = 1,
-                   method: str = "modelled") -> Energy:
+                   method: str = "modelled", energy: EnergyModel = DEFAULT_ENERGY) -> Energy:
     """The modelled energy of one service on a node, by part (see the module docstring)."""
     for name, value in (("input_bytes", input_bytes), ("transmission_s", transmission_s),
                         ("queueing_s", queueing_s), ("inference_s", inference_s)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0 (got {value})")
     return Energy(
-        transmission_j=transmission_energy_j(input_bytes, info.transmission_j_per_bit),
-        inference_j=inference_power_w(info, concurrent) * inference_s,
+        transmission_j=energy.transmission_j(input_bytes, info.transmission_j_per_bit,
+                                             transmission_s),
+        inference_j=inference_power_w(info, concurrent, energy) * inference_s,
         idle_j=info.idle_power_w * (transmission_s + queueing_s),
         transmission_method=method, inference_method=method, idle_method=method)
 
@@ -89,8 +93,10 @@ def reward(energy: Energy, f: float, *, lam: float, omega_tran: float, omega_inf
             + lam * constraint)
 
 
-def predicted_energy(node: NodeState, input_bytes: int, prediction: Prediction) -> Energy:
+def predicted_energy(node: NodeState, input_bytes: int, prediction: Prediction,
+                     energy: EnergyModel = DEFAULT_ENERGY) -> Energy:
     """The modelled energy of a service if it ran as predicted on `node`."""
     concurrent = min(len(node.inflight) + 1, node.info.slots)
     return service_energy(node.info, input_bytes, prediction.transmission_s,
-                          prediction.queueing_s, prediction.inference_s, concurrent)
+                          prediction.queueing_s, prediction.inference_s, concurrent,
+                          energy=energy)

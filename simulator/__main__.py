@@ -9,6 +9,7 @@ from pathlib import Path
 
 from campaign.tasks import CampaignConfigError, CampaignFailed
 from scenarios.spec import SpecError, load_spec
+from scheduler.energy_models import POWER_MODELS, TRANSMISSION_MODELS
 from scheduler.information import RUN_INFORMATION
 
 
@@ -41,7 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     spec = load_spec(args.scenario, seed=args.seed,
-                     **{"scheduler.information": args.information})
+                     **{"scheduler.information": args.information,
+                        "energy.model": args.energy_model,
+                        "energy.transmission": args.transmission})
     policies = _policies(args.policies, spec.policies)
     calibration = load_calibration(args.calibration) if args.calibration else None
     matrix = _matrix_mode(spec, args)
@@ -146,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--information", choices=RUN_INFORMATION,
                      help="what every policy knows (scheduler.information; default: the "
                           "spec's, measured unless it says otherwise)")
+    run.add_argument("--energy-model", choices=POWER_MODELS.names(),
+                     help="node power over busy slots (scheduler.energy_models; default: the "
+                          "spec's energy.model, linear unless it says otherwise)")
+    run.add_argument("--transmission", choices=TRANSMISSION_MODELS.names(),
+                     help="upload energy: per-bit or nic-time (default: the spec's "
+                          "energy.transmission, per-bit unless it says otherwise)")
     run.add_argument("--conditions", default="stable,fluctuating",
                      help="matrix mode: bandwidth conditions (stable, fluctuating)")
     run.add_argument("--single", action="store_true",
@@ -166,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-plots", action="store_true", help="skip plots and report.md")
     run.set_defaults(fn=cmd_run)
 
-    from simulator import calibrate, compare, sweep
+    from simulator import calibrate, compare, sweep, validate
 
     sweep.add_parser(sub)
     calibrate.add_parser(sub)
     compare.add_parser(sub)
+    validate.add_parser(sub)
 
     args = parser.parse_args(argv)
     try:

@@ -95,7 +95,8 @@ def run_cell(spec: ScenarioSpec, cell: Cell, policies: Sequence[str], *,
             heartbeat_interval_s=spec.scheduler.heartbeat_interval_s,
             heartbeat_timeout_s=spec.scheduler.heartbeat_timeout_s,
             faults=world.faults(spec), policy_params=spec.policy_params.get(policy, {}),
-            record_links=out_dir is not None, give_up_s=spec.workload.give_up_s)
+            record_links=out_dir is not None, give_up_s=spec.workload.give_up_s,
+            energy=spec.energy.to_model())
         wall[policy] = result.wall_s
         all_requests += result.requests
         all_nodes += result.nodes

@@ -1,5 +1,5 @@
 """The simulated world: links (shared capacity, fluctuating rate) and nodes (slots, FIFO queue,
-profile rates with concurrency slow-down, the energy model of scheduler/reward.py).
+profile rates with concurrency slow-down, a power curve of scheduler/energy_models.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Callable
 
 import simpy
 
+from scheduler.energy_models import PowerCurve, linear_power_w
 from simulator.engine import SharedServer, Job
 
 
@@ -83,25 +84,26 @@ class SimNode:
     queue of `queue_capacity`; a service arriving at a full queue fails."""
 
     def __init__(self, env: simpy.Environment, node_id: str, kind: str, model: NodeModel,
-                 slots: int, queue_capacity: int) -> None:
+                 slots: int, queue_capacity: int,
+                 power_curve: PowerCurve = linear_power_w) -> None:
         model.validate()
         self.env = env
         self.node_id, self.kind, self.model = node_id, kind, model
         self.slots, self.queue_capacity = slots, queue_capacity
         self.queue: deque[Task] = deque()
         slowdown = model.concurrency_slowdown
-        idle_w = model.idle_power_w
-        dynamic_per_slot_w = (model.max_power_w - model.idle_power_w) / slots
+        # The node's power with n busy, P(n), from the run's energy model; each of the n
+        # running services is charged P(n)/n, so the charges add up to the node's draw (a
+        # slowed node draws the same power for longer). A table: n never exceeds slots.
+        node_w = [power_curve(model.idle_power_w, model.max_power_w, slots, n)
+                  for n in range(slots + 1)]
         self._slowdown = 1.0
         self._slow_periods: list[float] = []  # factors of the slow-node periods under way
         # Work is in "seconds alone on the node"; n together each progress at 1/(1+s(n-1)),
         # divided by the slow-node factor while one applies.
-        # Power per running service as in scheduler/reward.py: P_idle/n + (P_max-P_idle)/slots,
-        # so n together draw P_idle + (P_max - P_idle)·n/slots (a slowed node draws the same
-        # power for longer).
         self.server = SharedServer(
             env, lambda n: 1.0 / ((1.0 + slowdown * (n - 1)) * self._slowdown),
-            lambda n: idle_w / n + dynamic_per_slot_w)
+            lambda n: node_w[n] / n)
         self.inference_j = 0.0
         self.started = 0
 

@@ -27,7 +27,7 @@ from scheduler.cluster import CLOUD, EDGE, Cluster, NodeInfo
 from scheduler.information import CLAIRVOYANT, MEASURED, declared_factors, information_for
 from scheduler.outcome import Energy, Outcome, Status, completed_outcome, failed_outcome
 from scheduler.policies.base import NoNodeError, Policy, create_policy
-from scheduler.reward import transmission_energy_j
+from scheduler.energy_models import DEFAULT_ENERGY, EnergyModel
 from scenarios.results import LinkRow, NodeRow, RequestRow
 from scenarios.workload import WorkloadItem
 from testbed.fluctuation import RateChange
@@ -79,7 +79,7 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
              heartbeat_timeout_s: float = 3.0, faults: Sequence[Fault] = (),
              policy_params: Mapping[str, object] | None = None,
              record_links: bool = True, trace: list[tuple] | None = None,
-             give_up_s: float = math.inf) -> SimResult:
+             give_up_s: float = math.inf, energy: EnergyModel = DEFAULT_ENERGY) -> SimResult:
     """Run every arrival through `policy` and return the rows of the results layout.
 
     trace: if a list, every event the cluster and the policy saw is appended to it, in order:
@@ -88,7 +88,10 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
     through another front end (the gRPC scheduler) and compare decisions.
 
     information, declared_error: the information model (scheduler.information) and the
-    spread of the rates nodes declare; a clairvoyant policy gets the truth whatever the run's."""
+    spread of the rates nodes declare; a clairvoyant policy gets the truth whatever the run's.
+
+    energy: the power curve of each node kind and the transmission energy of an upload
+    (scheduler.energy_models); the outcomes' and nodes' energies follow it."""
     if not heartbeat_interval_s > 0:
         raise ValueError(f"heartbeat_interval_s must be > 0 (got {heartbeat_interval_s})")
     if not nodes:
@@ -102,7 +105,7 @@ def simulate(policy: Policy | str, nodes: Sequence[NodeSetup], arrivals: Sequenc
     gc.disable()
     try:
         run = _Run(policy, nodes, arrivals, rate_changes, information, declared_error, seed,
-                   heartbeat_interval_s, heartbeat_timeout_s, faults, record_links)
+                   heartbeat_interval_s, heartbeat_timeout_s, faults, record_links, energy)
         run.trace = trace
         run.give_up_s = give_up_s
         run.env.run(until=run.all_done)
@@ -118,8 +121,9 @@ class _Run:
                  information: str, declared_error: float, seed: int,
                  heartbeat_interval_s: float,
                  heartbeat_timeout_s: float, faults: Sequence[Fault],
-                 record_links: bool) -> None:
+                 record_links: bool, energy: EnergyModel = DEFAULT_ENERGY) -> None:
         self.give_up_s = math.inf  # set by simulate()
+        self.energy = energy
         self.env = env = simpy.Environment()
         self.policy = policy
         # What the policy may know (scheduler.information). The true output lengths exist
@@ -149,7 +153,7 @@ class _Run:
             self.links[s.node_id] = SimLink(env, s.node_id, s.link_rate_mbit, s.j_per_bit,
                                             s.link_efficiency)
             self.nodes[s.node_id] = SimNode(env, s.node_id, s.kind, s.model, s.slots,
-                                            s.queue_capacity)
+                                            s.queue_capacity, energy.curve(s.kind))
             self.cluster.register(NodeInfo(
                 node_id=s.node_id, address=f"unix:/sim/{s.node_id}", kind=s.kind, slots=s.slots,
                 link_rate_mbit=s.link_rate_mbit, profile=s.profile,
@@ -324,7 +328,8 @@ class _Run:
                        waited_s: float, sent_bytes: int, error: str, learn: bool = True,
                        constraint_f: float = 0.0, predicted_total_s: float = 0.0) -> None:
         j_per_bit = self.setups[node_id].j_per_bit if node_id else 0.0
-        energy = Energy(transmission_j=transmission_energy_j(sent_bytes, j_per_bit))
+        energy = Energy(transmission_j=self.energy.transmission_j(sent_bytes, j_per_bit,
+                                                                  transmission_s))
         outcome = failed_outcome(
             arrival.service, node_id, total_s=transmission_s + waited_s, error=error,
             transmission_s=transmission_s, queueing_s=waited_s, energy=energy,
@@ -463,7 +468,8 @@ class _Flight:
                                                                              - self.uploaded_s)
         self.upload = self.task = None
         energy = Energy(
-            transmission_j=transmission_energy_j(sent_bytes, setup.j_per_bit),
+            transmission_j=run.energy.transmission_j(sent_bytes, setup.j_per_bit,
+                                                     transmission_s),
             inference_j=inference_j,
             idle_j=setup.model.idle_power_w * (transmission_s + queueing_s))
         outcome = failed_outcome(
@@ -491,11 +497,12 @@ class _Flight:
                                                                      - self.uploaded_s)
         inference_s = now - self.started_s
         total_s = now - self.arrival.arrival_s
-        # Energy by part as scheduler/reward.py models it (eq. 2): bytes x J/bit; the
-        # service's share of the node's power integrated while it ran; P_idle while it was on
-        # its way and waiting.
+        # Energy by part (eq. 2) under the run's energy model (scheduler/energy_models.py):
+        # the upload (bytes x J/bit, or NIC power x seconds in flight); the service's share of
+        # the node's power integrated while it ran; P_idle while it was on its way and waiting.
         energy = Energy(
-            transmission_j=transmission_energy_j(service.input_bytes, setup.j_per_bit),
+            transmission_j=run.energy.transmission_j(service.input_bytes, setup.j_per_bit,
+                                                     transmission_s),
             inference_j=inference_j,
             idle_j=setup.model.idle_power_w * (transmission_s + queueing_s))
         outcome = completed_outcome(
