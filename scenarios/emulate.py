@@ -203,10 +203,13 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
         cpu_measures = cpu.stop() if cpu.started else None
         tb.stop_fluctuation()
         scrape_metrics(tb, hosts, policy_dir / "metrics", env)
+        # Per service, beside the logs: how late the driver began it and what its client
+        # waited (the validation's evidence of where a burst's time goes).
+        (policy_dir / "driver-timing.json").write_text(json.dumps(result.driver_timing))
         result.fidelity = policy_fidelity(
             cpu_measures, policy_dir / "metrics", result.driver_timing,
             {o.service_id: (o.total_s if o.status.value != "failed" else None)
-             for o, _ in result.outcomes}, tb.shaper_windows())
+             for o, _ in result.outcomes}, tb.shaper_windows)
         result.counters = tb.transmission()
         result.links = [LinkRow(policy=policy, time_s=max(0.0, c.time_s - trace_t0_s),
                                 link=c.link, rate_mbit=c.rate_mbit) for c in tb.rate_log]

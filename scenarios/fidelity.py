@@ -339,8 +339,12 @@ def policy_fidelity(cpu: dict | None, metrics_dir: Path, timings: dict[str, dict
     """One emulated policy run's fidelity from what run_policy gathered: the CPU monitor's
     measures, the scraped node metrics, the driver's timing per service id, the scheduler's
     processing time per service id (None where it did not finish) and the shaper windows."""
-    ids = [sid for sid in timings if timings[sid]]
-    return assess(cpu, pacing_lateness(metrics_dir),
-                  driver_timing([timings[sid] for sid in ids],
-                                [totals_s.get(sid) for sid in ids]),
-                  shaper_fidelity(windows))
+    try:
+        ids = [sid for sid in timings if timings[sid]]
+        return assess(cpu, pacing_lateness(metrics_dir),
+                      driver_timing([timings[sid] for sid in ids],
+                                    [totals_s.get(sid) for sid in ids]),
+                      shaper_fidelity(windows() if callable(windows) else windows))
+    except Exception as exc:  # noqa: BLE001 - monitoring must never fail the run it watches
+        return {"status": DEGRADED, "reasons": [f"fidelity could not be measured: {exc!r}"],
+                "cpu": cpu, "pacing": {}, "driver": None, "shaper": {}}
