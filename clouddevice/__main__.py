@@ -23,12 +23,18 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                    help="one-way link latency per crossing (default 10)")
     p.add_argument("--order", choices=("work", "layer"), default="work",
                    help="Algorithm 1's order within linears and within attention")
+    p.add_argument("--device-compute-efficiency", type=float, default=None,
+                   help="override the devices' constant compute efficiency (sensitivity)")
+    p.add_argument("--device-memory-efficiency", type=float, default=None,
+                   help="override the devices' constant memory efficiency (sensitivity)")
 
 
 def _config(args: argparse.Namespace, **extra):
     from clouddevice.evaluate import SweepConfig
     return SweepConfig(link_rate_mbit=args.rate_mbit, link_latency_ms=args.latency_ms,
-                       order=args.order, **extra)
+                       order=args.order,
+                       device_compute_efficiency=args.device_compute_efficiency,
+                       device_memory_efficiency=args.device_memory_efficiency, **extra)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -78,7 +84,7 @@ def _place(args: argparse.Namespace) -> int:
 
 def _bench_cpu(args: argparse.Namespace) -> int:
     from clouddevice.cpu_bench import format_error, measure, model_error, write_points
-    doc = measure()
+    doc = measure(rounds=args.rounds)
     path = write_points(doc, Path(args.out))
     print(f"wrote {path} ({doc['duration_s']} s; peak {doc['peak_flops'] / 1e9:.1f} GFLOP/s, "
           f"copy bandwidth {doc['bandwidth_bytes_s'] / 1e9:.1f} GB/s)")
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     place.add_argument("--variant", choices=list(VARIANTS), default="link")
     bench = sub.add_parser("bench-cpu", help="rerun the CPU micro-benchmark")
     bench.add_argument("--out", default=str(POINTS_PATH))
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="interleaved rounds; each shape keeps its fastest (default 3)")
     err = sub.add_parser("hw-error", help="the hardware model's error on the CPU points")
     err.add_argument("--points", default=str(POINTS_PATH))
     argv = sys.argv[1:] if argv is None else argv

@@ -28,6 +28,7 @@ from clouddevice.graph import STAGES, build_graph
 from clouddevice.greedy import algorithm1, best_layer_cut, cloud_only, device_only
 from clouddevice.hardware import HardwareModel
 from clouddevice.placement import Costing, Link
+from nodes.catalogue import hardware_spec
 
 MODEL, PRECISION = "llama2-7b", "fp16"
 GROUPS = {"group-l": ("jetson-nano", "v100s"), "group-h": ("snapdragon-8s-gen3", "a100-80gb-sxm")}
@@ -44,6 +45,9 @@ class SweepConfig:
     link_latency_ms: float = 10.0
     order: str = "work"
     groups: tuple[str, ...] = tuple(GROUPS)
+    # overrides of the devices' constant efficiencies, for sensitivity (None: the catalogue's)
+    device_compute_efficiency: float | None = None
+    device_memory_efficiency: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.groups if g not in GROUPS]
@@ -60,7 +64,13 @@ class SweepConfig:
 def costing_for(group: str, stage: str, size: int, variant: str, config: SweepConfig) -> Costing:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    device, cloud = GROUPS[group]
+    device_name, cloud = GROUPS[group]
+    device = hardware_spec(device_name)
+    overrides = {k: v for k, v in (("compute_efficiency", config.device_compute_efficiency),
+                                   ("memory_efficiency", config.device_memory_efficiency))
+                 if v is not None}
+    # HardwareSpec validates the overrides (in (0, 1])
+    device = dataclasses.replace(device, **overrides) if overrides else device
     return Costing(build_graph(MODEL, stage, size, PRECISION), HardwareModel.constant(device),
                    HardwareModel.constant(cloud), config.link(variant))
 
@@ -155,6 +165,8 @@ def headline(summary: dict[str, dict[str, dict[str, Any]]], config: SweepConfig,
                              for k, x in s.items()} for g, s in groups.items()}
                      for v, groups in summary.items()},
         "link": {"rate_mbit": config.link_rate_mbit, "one_way_latency_ms": config.link_latency_ms},
+        "device_efficiency_override": {"compute": config.device_compute_efficiency,
+                                       "memory": config.device_memory_efficiency},
         "hardware_model": "Eq. 8 with the catalogue's constant efficiencies (fallback: no "
                           "published measurements of these GPUs and devices here)",
         "results_dir": str(results_dir) if results_dir else None,

@@ -43,7 +43,8 @@ def plot_latency(rows: list[dict[str, Any]], path: Path) -> Path:
             ax.axhline(TARGET_S[stage] * 1e3, color="C1", lw=1, label="SLA")
             ax.set(xscale="log", yscale="log", xlabel=f"{stage} size (tokens)",
                    ylabel=f"{_METRIC[stage]} (ms)",
-                   title=f"{g}: {GROUPS[g][1]} cloud, {GROUPS[g][0]} device")
+                   )
+            ax.set_title(f"{g}: {GROUPS[g][1]} cloud, {GROUPS[g][0]} device", fontsize=9)
             ax.set_xticks(x, [str(v) for v in x])
             ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
