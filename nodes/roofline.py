@@ -22,7 +22,8 @@ Differences from Table I, each because the models we serve differ from its sketc
 - the LM head runs on the last position only in prefill (what `generate` does).
 The paper fits measured curves by spline interpolation instead of a constant efficiency; we
 use one documented efficiency per hardware and per roof (compute, memory) instead, because no
-measurements of the paper's machines are available here.
+measurements of the paper's machines are available here. `clouddevice.hardware` has the
+spline variant (fitted to this machine's CPU) and reuses these operator costs per layer.
 """
 
 from __future__ import annotations
