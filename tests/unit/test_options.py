@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 EVERY_FIELD_CHANGED = ServerConfig(
     policy="round-robin", seed=7, policy_params={"delta": 0.5, "tiers": {"edge": [1, 2]}},
     host="127.0.0.1", port=6001, metrics_port=9090, state_file="/run/perllm/state.json",
+    information="perfect", true_output_tokens="/run/perllm/workload.json",
     bandwidth_feed="/run/perllm/feed.json", heartbeat_timeout_s=2.5, grace_s=0.25,
     max_receive_bytes=1024, max_workers=3, submit_margin_s=0.0, booking_ttl_s=1.5,
     reported_ids_memory=10, tls_cert="/etc/perllm/cert.pem", tls_key="/etc/perllm/key.pem",

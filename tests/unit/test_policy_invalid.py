@@ -24,6 +24,7 @@ OUT_OF_RANGE = {
     "omega_infer": [-1.0],
     "omega_idle": [-1.0],
     "energy_ref_j": [0.0, -100.0],
+    "constraint_term": ["slack", "", "EQ4"],
 }
 NOT_A_NUMBER = [math.nan, math.inf, -math.inf, True, "1.0", None]
 

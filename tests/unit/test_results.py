@@ -208,7 +208,8 @@ def test_write_plots_makes_every_png(tmp_path):
     paths = write_plots(tmp_path, requests, links, summary)
     assert [p.name for p in paths] == ["success_rate.png", "processing_time_cdf.png",
                                        "throughput.png", "energy.png", "bandwidth.png",
-                                       "tokens_by_class.png", "prediction_error.png"]
+                                       "tokens_by_class.png", "prediction_error.png",
+                                       "regret.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
 
@@ -218,7 +219,7 @@ def test_plots_survive_a_run_with_nothing_finished(tmp_path):
 
     requests = [_row("edge-only", "s1", status="failed", tokens_out=0, node="", error="x")]
     summary = summarise(requests, [])
-    assert len(write_plots(tmp_path, requests, [], summary)) == 7
+    assert len(write_plots(tmp_path, requests, [], summary)) == 8
 
 
 def test_report_has_tables_ratios_plots_seed_and_provenance(tmp_path):
