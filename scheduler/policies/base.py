@@ -88,9 +88,6 @@ class PolicyConfig:
 class Policy(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
-    # Whether the cluster this policy sees learns node rates from measured outcomes (True) or
-    # keeps the rates nodes registered with (False: a reference that knows the true rates).
-    learns_rates: ClassVar[bool] = True
     # What the policy is allowed to know (scheduler.information): None means the run's
     # information model (declared rates learned from outcomes, measured bandwidth, estimated
     # output lengths by default); "clairvoyant" marks the reference that is handed the truth.

@@ -299,7 +299,6 @@ class Clairvoyant(EdgeCloud):
     """
 
     information = "clairvoyant"
-    learns_rates = False  # the cluster keeps the true (registered) rates
 
 
 __all__ = ["CloudOnly", "CloudOnlyConfig", "EdgeOnly", "EdgeCloud", "RoundRobin",

@@ -88,7 +88,7 @@ def test_edge_cloud_stops_a_node_queue_at_the_requirement():
 
 
 def test_edge_cloud_learns_rates_from_outcomes_like_every_policy():
-    assert EdgeCloud.learns_rates and EdgeCloud.information is None
+    assert EdgeCloud.information is None  # the run's: measured by default
     cluster = three_nodes(edge_power=(10.0, 20.0))
     policy = create_policy("edge-cloud")
     assert policy.select(svc(0, deadline_s=1.0), cluster).node_id == "edge2"
@@ -117,7 +117,7 @@ def test_edge_cloud_breaks_an_energy_tie_by_predicted_time():
 # --- clairvoyant: the same rule, handed the truth ---------------------------------------------
 def test_clairvoyant_is_edge_clouds_rule_with_the_truth():
     assert issubclass(Clairvoyant, EdgeCloud) and Clairvoyant.select is EdgeCloud.select
-    assert Clairvoyant.information == "clairvoyant" and Clairvoyant.learns_rates is False
+    assert Clairvoyant.information == "clairvoyant"
     assert "oracle" not in POLICIES
     assert POLICIES.get("clairvoyant") is Clairvoyant and Clairvoyant.name == "clairvoyant"
     assert EdgeCloud.name == "edge-cloud"
