@@ -2,8 +2,8 @@
 
 need = weights + KV cache of every slot at the longest context a slot must hold, where
 weights = parameters × bytes per weight and the KV cache of one token is
-2 (K and V) × layers × kv_heads × head_dim × bytes per cached element (ModelConfig.kv_cache_bytes
-in nodes/catalogue.py, the formula the roofline uses). A server that preallocates its cache
+2 (K and V) × layers × kv_heads × head_dim × bytes per cached element
+(ModelConfig.kv_cache_bytes in nodes/catalogue.py, the formula the roofline uses). A server that preallocates its cache
 (llama.cpp reserves n_ctx tokens for its parallel slots) needs all of it before it serves; one
 that pages it (vLLM) needs it when every slot holds its longest service at once. Either way a
 node configured beyond its memory fails when the workload reaches its worst case, so such a

@@ -43,7 +43,10 @@ class NodeGroupSpec(Strict):
 
 class NodesSpec(Strict):
     edge: NodeGroupSpec = NodeGroupSpec(profile="xeon-4214r/llama2-7b", slots=1)
-    cloud: NodeGroupSpec = NodeGroupSpec(profile="a100-40gb/llama2-33b", slots=8)
+    # 2: the default workload's summarise class estimates its prompt from 200 KB-1.5 MB of
+    # text, so a slot must hold the 33B model's whole 2,048-token window, and the A100 40GB
+    # holds 2 such slots beside the int8 weights (nodes/memory.py; 8 would need 58.7 GB).
+    cloud: NodeGroupSpec = NodeGroupSpec(profile="a100-40gb/llama2-33b", slots=2)
 
 
 class EnergySpec(Strict):
@@ -115,10 +118,11 @@ def check_nodes_memory(nodes: NodesSpec, workload: "WorkloadSpec") -> None:
         try:
             check_memory(profile, group.slots, context, node=f"nodes.{kind}")
         except ValueError as exc:
-            raise ValueError(f"{exc} (longest service: "
-                             f"{'the model window' if longest is None else f'{longest} tokens'}"
-                             f"; lower nodes.{kind}.slots or the workload's prompt_tokens / "
-                             f"max_new_tokens)") from None
+            window = "an Azure trace row may fill the model's window" if longest is None else (
+                f"the workload's longest service is {longest} tokens, a slot holds at most "
+                f"the model's window")
+            raise ValueError(f"{exc} ({window}; lower nodes.{kind}.slots or the workload's "
+                             f"prompt_tokens / max_new_tokens)") from None
 
 
 class LognormalParams(Strict):

@@ -31,7 +31,7 @@ topology:
   fluctuation: {{profile: {PATTERN}, amplitude: 0.5, period_s: 1.0}}
 nodes:
   edge: {{profile: xeon-4214r/llama2-7b-q4, slots: 1}}
-  cloud: {{profile: a100-40gb/llama2-33b, slots: 8}}
+  cloud: {{profile: a100-40gb/llama2-33b, slots: 2}}  # what fits 40 GB (nodes/memory.py)
 workload:
   requests: 12
   arrival: {{process: poisson, rate_per_s: 2.0}}

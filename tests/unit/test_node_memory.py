@@ -44,7 +44,7 @@ def test_spec_refuses_an_over_full_cloud():
     with pytest.raises(SpecError) as err:
         load_spec("paper-q4", **{"nodes.cloud.slots": 8})
     assert "nodes.cloud: a100-40gb/llama2-33b needs 43.37 GB" in str(err.value)
-    assert "longest service: 848 tokens" in str(err.value)
+    assert "longest service is 848 tokens" in str(err.value)
 
 
 @pytest.mark.parametrize("name", available())
