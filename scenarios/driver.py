@@ -32,6 +32,13 @@ from scheduler.service import Service
 from scenarios.workload import WorkloadItem
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Requests are built (attachment made, message serialised) before the workload's clock starts,
+# up to this many bytes in all: built at arrival, a burst of 30 multi-MB uploads left the
+# driver one by one, 38 ms apart, so it reached the link over 1.1 s, not at once (fidelity:
+# driver lateness). Past the budget a request is built on its own thread at arrival.
+PREBUILD_MAX_BYTES = 2 * 1024 ** 3
+SUBMIT_METHOD = (f"/{scheduler_pb2.DESCRIPTOR.services_by_name['SchedulerService'].full_name}"
+                 "/Submit")
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 
@@ -64,6 +71,10 @@ class Driver:
         self.security = security  # TLS and the token, to the scheduler and (advisor) the nodes
         self.channel = open_channel(scheduler, security, options=CHANNEL_OPTIONS)
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
+        # Submit with a request serialised in advance (no serializer: bytes go as they are).
+        self._submit_bytes = self.channel.unary_stream(
+            SUBMIT_METHOD, request_serializer=None,
+            response_deserializer=scheduler_pb2.SubmitResponse.FromString)
         self.mode = mode
         self.give_up_s = give_up_s
         self.emit = emit
@@ -77,8 +88,20 @@ class Driver:
                 self._node_channels[address] = inference_pb2_grpc.InferenceServiceStub(channel)
             return self._node_channels[address]
 
-    def run_one(self, item: WorkloadItem, attachment: bytes, due_s: float | None = None
-                ) -> None:
+    def prepare(self, item: WorkloadItem) -> bytes:
+        """What run_one needs of `item` ahead of time: its serialised SubmitRequest (gateway)
+        or its attachment (advisor, whose request carries the send time)."""
+        from scenarios.workload import attachment_for
+
+        attachment = attachment_for(item.service)
+        if self.mode != "gateway":
+            return attachment
+        return scheduler_pb2.SubmitRequest(service=service_to_proto(
+            item.service, attachment, emulated_output_tokens=item.output_tokens)
+        ).SerializeToString()
+
+    def run_one(self, item: WorkloadItem, prepared: bytes | None = None,
+                due_s: float | None = None) -> None:
         """One service from arrival to its outcome record; its true output length
         (item.output_tokens) reaches the node only, as where the model's answer ends.
 
@@ -88,10 +111,12 @@ class Driver:
         service, arrival_s = item.service, item.arrival_s
         start = time.monotonic()
         try:
+            if prepared is None:
+                prepared = self.prepare(item)
             if self.mode == "gateway":
-                record = self._gateway(service, arrival_s, attachment, item.output_tokens)
+                record = self._gateway(service, arrival_s, prepared)
             else:
-                record = self._advisor(service, arrival_s, attachment, item.output_tokens,
+                record = self._advisor(service, arrival_s, prepared, item.output_tokens,
                                        start)
         except grpc.RpcError as exc:
             reason = f"{exc.code().name}: {exc.details()}"
@@ -105,14 +130,10 @@ class Driver:
             record["driver"] = {"late_s": start - due_s, "e2e_s": time.monotonic() - due_s}
         self.emit(record)
 
-    def _gateway(self, service: Service, arrival_s: float, attachment: bytes,
-                 output_tokens: int) -> dict:
+    def _gateway(self, service: Service, arrival_s: float, request: bytes) -> dict:
         start = time.monotonic()
         outcome = None
-        for message in self.scheduler.Submit(
-                scheduler_pb2.SubmitRequest(service=service_to_proto(
-                    service, attachment, emulated_output_tokens=output_tokens)),
-                timeout=self.give_up_s):
+        for message in self._submit_bytes(request, timeout=self.give_up_s):
             if message.WhichOneof("event") == "outcome":
                 outcome = message.outcome
         if outcome is None:
@@ -189,7 +210,6 @@ class Driver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scenarios.workload import attachment_for
     from scenarios.workload_file import load_workload
 
     parser = argparse.ArgumentParser(prog="python -m scenarios.driver", description=__doc__)
@@ -221,15 +241,22 @@ def main(argv: list[str] | None = None) -> int:
     driver = Driver(args.scheduler, args.mode, args.give_up_s, emit, security)
     if args.wait_nodes:
         driver.wait_for_nodes(args.wait_nodes, timeout_s=60.0)
+    prepared: list[bytes | None] = []
+    budget = PREBUILD_MAX_BYTES
+    for item in items:
+        request = driver.prepare(item) if budget > item.service.input_bytes else None
+        budget -= len(request) if request is not None else 0
+        prepared.append(request)
     before = driver.node_totals(nodes)
     emit({"type": "started", "unix_s": time.time()})
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=args.max_concurrency) as pool:
-        for item in items:
+        for item, request in zip(items, prepared):
             delay = item.arrival_s - (time.monotonic() - t0)
             if delay > 0:
                 time.sleep(delay)  # open-loop arrivals: the workload's clock, not a sync
-            pool.submit(driver.run_one, item, attachment_for(item.service), t0 + item.arrival_s)
+            pool.submit(driver.run_one, item, request, t0 + item.arrival_s)
+        prepared.clear()  # each request is held by its task until sent
     after = driver.node_totals(nodes)
     for node_id, end in after.items():
         start = before.get(node_id, {})
