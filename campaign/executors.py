@@ -231,6 +231,11 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
                  max_retries: int = 1) -> None:
+        if address is not None and "RAY_AUTH_MODE" not in os.environ and (
+                os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists()):
+            # Ray 2.60's `ray start` asks for a token, but a client sends one only in token
+            # mode; Ray reads the mode when it is imported, so say so before that.
+            os.environ["RAY_AUTH_MODE"] = "token"
         try:
             import ray
         except ImportError as exc:
@@ -242,11 +247,6 @@ class RayExecutor(Executor):
         self._owned = False
         if ray.is_initialized():
             return
-        if address is not None and "RAY_AUTH_MODE" not in os.environ and (
-                os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists()):
-            # Ray 2.60 clusters started by `ray start` ask for a token; a client joins in
-            # token mode only when told to, so say so when a token is at hand.
-            os.environ["RAY_AUTH_MODE"] = "token"
         if address is None:
             # A local instance for this campaign: the machine's CPUs and its testbed.
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),

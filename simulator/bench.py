@@ -7,6 +7,11 @@ machine.
 paper_total_s: the whole `python -m simulator run paper` (every cell, every policy, results
 written with plots), as `make simulate NAME=paper` runs it, into a temporary results folder.
 
+`--campaign` instead: the `paper` matrix (8 cells x its policies x 10,000 services, results
+and plots written, as `python -m simulator run paper` does) run serially (one process) and
+then as parallel campaign tasks (`--executor`, default local: one process per core), one JSON
+line of serial_s, parallel_s, speedup and whether both gave identical summaries.
+
 `--trace NAME` instead: a trace-driven scenario (azure-conv: the whole Azure conversation
 trace, 19,366 services) through cs-ucb as `python -m simulator run` runs it (its give-up
 time, heartbeats and rate schedule), one JSON line of services, wall_s (simulation wall time,
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 REQUESTS = 10_000
 POLICY = "cs-ucb"
@@ -88,12 +94,57 @@ def paper_total_s() -> dict:
     return {"paper_total_s": round(total, 2)}
 
 
+def campaign_speedup(executor_name: str = "local", requests: int | None = None,
+                     plots: bool = True) -> dict:
+    from campaign.executors import LocalExecutor, executor_from_name
+    from scenarios.spec import load_spec
+    from simulator.cells import CONDITIONS, Cell, run_cells
+
+    spec = load_spec("paper")
+    cells = [Cell(profile, condition) for condition in CONDITIONS
+             for profile in spec.simulation.edge_profiles]
+    policies = list(spec.policies)
+    walls = {}
+    summaries = {}
+    with tempfile.TemporaryDirectory(prefix="campaignbench-") as tmp:
+        started = time.perf_counter()
+        parallel = executor_from_name(executor_name)  # a Ray instance starts here, untimed
+        start_s = time.perf_counter() - started
+        try:
+            for label, executor in (("serial", LocalExecutor(1)), ("parallel", parallel)):
+                started = time.perf_counter()
+                results = run_cells(spec, cells, policies, requests=requests,
+                                    run_dir=Path(tmp) / label, plots=plots, executor=executor)
+                walls[label] = time.perf_counter() - started
+                summaries[label] = [r.summary for r in results]
+        finally:
+            parallel.close()
+    return {"benchmark": "simulator-campaign", "matrix": "paper", "cells": len(cells),
+            "policies": len(policies), "requests_per_policy": requests or spec.workload.requests,
+            "plots": plots, "cores": os.cpu_count(), "executor": executor_name,
+            "executor_start_s": round(start_s, 2), "serial_s": round(walls["serial"], 2),
+            "parallel_s": round(walls["parallel"], 2),
+            "speedup": round(walls["serial"] / walls["parallel"], 3),
+            "identical": summaries["serial"] == summaries["parallel"],
+            "targets": {"parallel_s": "<= 8", "speedup": ">= 1.7"}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", metavar="SCENARIO",
                         help="benchmark this trace-driven scenario instead (e.g. azure-conv)")
+    parser.add_argument("--campaign", action="store_true",
+                        help="the paper matrix serial and as parallel campaign tasks")
+    parser.add_argument("--executor", default="local",
+                        help="with --campaign: local (default), local:N, ray, ray:auto, ...")
+    parser.add_argument("--requests", type=int,
+                        help="with --campaign: services per policy (default: the spec's)")
+    parser.add_argument("--no-plots", action="store_true", help="with --campaign: no plots")
     args = parser.parse_args(argv)
+    if args.campaign:
+        print(json.dumps(campaign_speedup(args.executor, args.requests, not args.no_plots)))
+        return 0
     if args.trace:
         print(json.dumps(trace_services_per_s(args.trace)))
         return 0
