@@ -10,10 +10,11 @@ from concurrent import futures
 import grpc
 
 from perllm.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
-from scenarios.driver import Driver, read_outcome_record
+from scenarios.driver import (Driver, failed_record, from_arrival, outcome_record,
+                              read_outcome_record)
 from scenarios.workload import WorkloadItem, attachment_for
 from scheduler.convert import outcome_to_proto
-from scheduler.outcome import Energy, completed_outcome
+from scheduler.outcome import Energy, Status, completed_outcome
 from scheduler.service import Service
 
 SERVICE = Service(id="s7", prompt="read this", input_bytes=3_000_000, max_new_tokens=16,
@@ -63,3 +64,18 @@ def test_a_prepared_request_arrives_whole_and_the_record_has_driver_timing():
     timing = first["driver"]
     assert 0.0 <= timing["late_s"] <= timing["e2e_s"]
     assert "driver" not in records[1]  # no due time given: no timing claimed
+
+
+def test_processing_time_counts_from_the_arrival_the_client_saw():
+    outcome = completed_outcome(
+        SERVICE, "cloud", total_s=0.5, transmission_s=0.1, queueing_s=0.05, inference_s=0.35,
+        tokens_in=120, tokens_out=5, energy=Energy(inference_j=1.0))
+    record = outcome_record(2.0, outcome_to_proto(outcome))
+    late, added_s = from_arrival(record, e2e_s=3.25)  # 2.75 s before the scheduler's clock
+    got, arrival_s = read_outcome_record(json.loads(json.dumps(late)))
+    assert added_s == 2.75 and arrival_s == 2.0
+    assert got.total_s == 3.25 and got.queueing_s == 2.8 and got.status is Status.MISSED
+    same, added_s = from_arrival(record, e2e_s=0.4)  # never less than the scheduler measured
+    assert added_s == 0.0 and read_outcome_record(same)[0].status is Status.MET
+    failed = failed_record(SERVICE, 0.0, 120.0, "gave up after 120 s")
+    assert from_arrival(failed, e2e_s=121.0) == (failed, None)
