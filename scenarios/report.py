@@ -85,13 +85,13 @@ def fidelity_section(fidelity: dict[str, Any]) -> list[str]:
            f"**{fidelity['status']}**" + (": " + "; ".join(fidelity["reasons"])
                                          if fidelity.get("reasons") else
                                          ": no threshold crossed"), "",
-           "| policy | status | CPU wait share | cores used | host CPU pressure "
+           "| policy | status | CPU queue peak | cores used | host CPU pressure "
            "| tokens >20 ms late | driver late p99 s | front-end delay p95 s "
            "| shaper windows off | shaper ratio min |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for policy, figures in fidelity.get("policies", {}).items():
         h = headline(figures)
-        out.append(f"| {policy} | {h['status']} | {_num(h['cpu_wait_share'], '.0%')} "
+        out.append(f"| {policy} | {h['status']} | {_num(h['cpu_queue_peak'], '.2f')} "
                    f"| {_num(h['cores_used'], '.2f')} | {_num(h['psi_some_share'], '.0%')} "
                    f"| {_num(h['pacing_late_share'], '.2%')} "
                    f"| {_num(h['driver_late_p99_s'], '.3f')} "

@@ -63,14 +63,15 @@ def test_shaper_fidelity_counts_only_backlogged_windows():
 
 def test_assess_names_each_crossed_threshold():
     cpu = cpu_measures(run_ns=10**9, wait_ns=2 * 10**9, slices=100, wall_s=10.0,
-                       psi_some_share=0.5)
+                       psi_some_share=0.5, queue_peak=1.5)
+    assert cpu["cpu_queue_mean"] == 0.2 and cpu["cpu_queue_peak"] == 1.5
     assert cpu["cpu_wait_per_wakeup_ms"] == 20.0 and cpu["cores_used"] == 0.1
     assert cpu["cpu_wait_share"] == 0.667
     pacing = {"cloud": {"tokens": 10, "mean_late_ms": 1.0, "pacing_late_share": 0.0}}
     driver = {"driver_late_p99_s": 0.2, "frontend_delay_p95_s": 0.01}
     verdict = assess(cpu, pacing, driver, {})
     assert verdict["status"] == DEGRADED
-    assert [r.split(" ")[0] for r in verdict["reasons"]] == ["cpu_wait_share",
+    assert [r.split(" ")[0] for r in verdict["reasons"]] == ["cpu_queue_peak",
                                                              "driver_late_p99_s"]
     calm = assess(cpu_measures(10**9, 10**6, 1000, 10.0, None), pacing,
                   {"driver_late_p99_s": 0.001, "frontend_delay_p95_s": None}, {})
