@@ -35,6 +35,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from campaign.tasks import TESTBED, CampaignConfigError, Task, TaskOutcome
 
 OnDone = Callable[[TaskOutcome], None]
+# An interrupted local campaign waits this long for its tasks to stop after Ctrl-C, then
+# after SIGTERM (an emulated run's teardown takes seconds), before it kills them.
+STOP_GRACE_S = (5.0, 60.0)
 EXECUTOR_FORMS = "local, local:N (N processes), ray, ray:auto, ray://HOST:PORT"
 
 
@@ -184,10 +187,16 @@ class LocalExecutor(Executor):
                     status, value, error, host, wall_s = message
                     finish(TaskOutcome(task.key, ok=status == "ok", value=value, error=error,
                                        host=host, wall_s=wall_s, attempts=attempts[task.key]))
-        finally:
-            for _, proc, reader, _ in running.values():  # interrupted: leave no process behind
-                proc.kill()
-                proc.join()
+        finally:  # interrupted: leave no process behind, but let each tear its testbed down
+            for _, proc, _, _ in running.values():
+                proc.join(timeout=STOP_GRACE_S[0])  # Ctrl-C reached the children too
+                if proc.is_alive():
+                    proc.terminate()  # SIGTERM: an emulated run tears down as on Ctrl-C
+            for _, proc, reader, _ in running.values():
+                proc.join(timeout=STOP_GRACE_S[1])
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
                 reader.close()
         return [outcomes[t.key] for t in tasks]
 
