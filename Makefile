@@ -73,12 +73,12 @@ campaign: setup ## Emulated runs, policies x seeds, on an executor: NAME= SEEDS=
 	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) \
 	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(RESUME),--resume $(RESUME))
 
-simulate: setup ## Run the discrete-event simulation: NAME=paper [REQUESTS= SEED= POLICIES=]; NAME=cloud-device: the cloud-device paper's split
+simulate: setup ## Run the discrete-event simulation: NAME=paper [REQUESTS= SEED= SEEDS= POLICIES=]; NAME=cloud-device: the cloud-device paper's split
 ifeq ($(NAME),cloud-device)
 	$(PY) -m clouddevice run
 else
 	$(PY) -m simulator run $(NAME) $(if $(POLICIES),--policies $(POLICIES)) $(if $(SEED),--seed $(SEED)) \
-	  $(if $(REQUESTS),--requests $(REQUESTS))
+	  $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(SEEDS),--seeds $(SEEDS))
 endif
 
 bench: setup ## Print every benchmark's JSON figures
@@ -86,6 +86,7 @@ bench: setup ## Print every benchmark's JSON figures
 	$(PY) -m nodes.bench
 	$(PY) -m simulator.bench
 	$(PY) -m simulator.bench --trace azure-conv
+	$(PY) -m simulator.bench --campaign
 	$(PY) -m testbed verify --json
 
 clean-net: ## Remove namespaces, links, bridges and processes a crashed run left (ours only)
