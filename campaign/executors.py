@@ -37,7 +37,7 @@ from campaign.tasks import TESTBED, CampaignConfigError, Task, TaskOutcome
 OnDone = Callable[[TaskOutcome], None]
 # An interrupted local campaign waits this long for its tasks to stop after Ctrl-C, then
 # after SIGTERM (an emulated run's teardown takes seconds), before it kills them.
-STOP_GRACE_S = (5.0, 60.0)
+STOP_GRACE_S = 60.0
 EXECUTOR_FORMS = "local, local:N (N processes), ray, ray:auto, ray://HOST:PORT"
 
 
@@ -142,6 +142,7 @@ class LocalExecutor(Executor):
                 queue.append(task)
         free = dict(self.capacity)
         running: dict[Any, tuple[Task, Any, Any, dict[str, float]]] = {}
+        ctrl_c = False
         try:
             while queue or running:
                 for task in list(queue):  # start, in order, every task that fits now
@@ -187,13 +188,17 @@ class LocalExecutor(Executor):
                     status, value, error, host, wall_s = message
                     finish(TaskOutcome(task.key, ok=status == "ok", value=value, error=error,
                                        host=host, wall_s=wall_s, attempts=attempts[task.key]))
+        except KeyboardInterrupt:
+            ctrl_c = True
+            raise
         finally:  # interrupted: leave no process behind, but let each tear its testbed down
             for _, proc, _, _ in running.values():
-                proc.join(timeout=STOP_GRACE_S[0])  # Ctrl-C reached the children too
+                if ctrl_c:  # Ctrl-C reached the children too: they are tearing down already
+                    proc.join(timeout=STOP_GRACE_S)
                 if proc.is_alive():
                     proc.terminate()  # SIGTERM: an emulated run tears down as on Ctrl-C
             for _, proc, reader, _ in running.values():
-                proc.join(timeout=STOP_GRACE_S[1])
+                proc.join(timeout=STOP_GRACE_S)
                 if proc.is_alive():
                     proc.kill()
                     proc.join()

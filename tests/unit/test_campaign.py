@@ -222,3 +222,39 @@ def test_simulator_run_seeds_on_a_matrix_aggregates_per_cell_and_overall(tmp_pat
     cell = data["cells"]["yi-9b/stable"]["policies"]["edge-cloud"]
     assert cell["success_rate"]["n"] == 2
     assert data["policies"]["edge-cloud"]["energy_j"]["n"] == 2  # per seed, mean over cells
+
+
+def waits_for_ctrl_c(folder: str, _out_dir) -> None:
+    # Stands for an emulated run: on Ctrl-C it tears down (here: writes a file) and stops.
+    import time
+
+    Path(folder, "started").write_text("")
+    try:
+        while True:
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        Path(folder, "torn-down").write_text("")
+        raise
+
+
+def test_ctrl_c_lets_running_tasks_tear_down_and_leaves_no_process(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys; from campaign.executors import LocalExecutor; "
+              "from campaign.tasks import Task; from tests.unit.test_campaign import "
+              "waits_for_ctrl_c as w; "
+              f"LocalExecutor(2).run([Task('a', w, {str(tmp_path)!r})])")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(repo)))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():  # the task is running
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    assert proc.wait(timeout=60) != 0
+    assert (tmp_path / "torn-down").exists()
+    with pytest.raises(ProcessLookupError):  # nothing of the group is left running
+        os.killpg(proc.pid, 0)
