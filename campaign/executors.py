@@ -118,10 +118,10 @@ class LocalExecutor(Executor):
         short = {n: a for n, a in task.resources.items() if self.capacity.get(n, 0.0) < a}
         if not short:
             return ""
+        hint = "; a testbed needs root and Mininet ('sudo make setup')" if TESTBED in short else ""
         return (f"needs {', '.join(f'{n}: {a:g}' for n, a in short.items())}, which this "
                 f"machine does not offer (it offers "
-                f"{', '.join(f'{n}: {a:g}' for n, a in self.capacity.items())}); "
-                f"a testbed needs root and Mininet ('sudo make setup')")
+                f"{', '.join(f'{n}: {a:g}' for n, a in self.capacity.items())}){hint}")
 
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskOutcome]:
         ctx = multiprocessing.get_context("fork")
@@ -264,7 +264,7 @@ class RayExecutor(Executor):
         if address is None:
             # A local instance for this campaign: the machine's CPUs and its testbed.
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
-                     resources=local_resources(),
+                     resources={n: a for n, a in local_resources().items() if a > 0},
                      include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": _repo_root()}})
             self._owned = True
