@@ -135,6 +135,10 @@ class Gateway:
                 break
             yield scheduler_pb2.SubmitResponse(
                 decision=convert.decision_to_proto(decision, address))
+            # The policy may hold the service (cloud-only's deferred batching), as the
+            # simulator does; a call that ends meanwhile was recorded by on_rpc_end.
+            if decision.defer_s > 0 and run.gone.wait(decision.defer_s):
+                return
             attempt = yield from self._forward(service, attachment, stop_after_tokens, address,
                                                end_s - time.monotonic(), run)
             if attempt.result is not None:
