@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return campaign_main(spec, args.seeds, executor_name, args.results,
                              getattr(args, "resume", None))
 
-    from scenarios.emulate import RunInterrupted, run_scenario
+    from scenarios.emulate import RunInterrupted, emulated_ceiling, run_scenario
     from scenarios.results import format_ratios, format_table
 
     try:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(exc.summary))
         print(f"results (incomplete): {exc.run_dir}")
         return 130
-    print(format_table(summary))
+    print(format_table(summary, emulated_ceiling(spec)))
     if format_ratios(summary):
         print(format_ratios(summary))
     print(f"results: {run_dir}")

@@ -387,8 +387,9 @@ TERMINAL_COLUMNS = tuple(c for c in SUMMARY_COLUMNS if c is not OUTCOMES_COLUMN)
     OUTCOMES_COLUMN,)
 
 
-def format_table(summary: dict[str, dict[str, Any]]) -> str:
-    """A fixed-width comparison table for the terminal (columns: TERMINAL_COLUMNS)."""
+def format_table(summary: dict[str, dict[str, Any]], ceiling: dict[str, Any] | None = None) -> str:
+    """A fixed-width comparison table for the terminal (columns: TERMINAL_COLUMNS), and the
+    workload's ceiling (simulator.ceiling) under it when given."""
 
     def line(cells: Iterable[str]) -> str:
         return "".join(f"{text:<{c.width}}" if c.left else f"{text:>{c.width}}"
@@ -397,6 +398,8 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
     head = line(c.short for c in TERMINAL_COLUMNS)
     lines = [head, "-" * len(head)]
     lines += [line(c.cell(policy, s) for c in TERMINAL_COLUMNS) for policy, s in summary.items()]
+    if ceiling:
+        lines.append(format_ceiling(ceiling))
     return "\n".join(lines)
 
 

@@ -102,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "total_wall_s": total_s, "calibration": args.calibration})
     else:
         summary = results[0].summary
-        print(format_table(summary))
+        print(format_table(summary, results[0].ceiling))
         if format_ratios(summary):
             print("\n" + format_ratios(summary))
     if run_dir is not None:

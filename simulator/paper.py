@@ -49,7 +49,8 @@ def table1(results: Sequence[CellResult], policies: Sequence[str]) -> str:
     lines = []
     for condition in dict.fromkeys(_condition(r) for r in results):
         lines.append(f"Success rate (%), bandwidth {condition}  [paper's Table 1 in brackets]")
-        lines.append(f"{'edge model':<12}" + "".join(f"{p:>{width}}" for p in order))
+        lines.append(f"{'edge model':<12}" + "".join(f"{p:>{width}}" for p in order)
+                     + f"{'ceiling':>{width}}")
         for r in results:
             if _condition(r) != condition:
                 continue
@@ -60,7 +61,9 @@ def table1(results: Sequence[CellResult], policies: Sequence[str]) -> str:
             for p in order:
                 ours = 100 * r.summary[p]["success_rate"]
                 cells.append(f"{ours:5.1f} [{paper[p]:>2}]" if p in paper else f"{ours:5.1f}     ")
-            lines.append(f"{model:<12}" + "".join(f"{c:>{width}}" for c in cells))
+            bound = r.ceiling.get("success_rate") if r.ceiling else None
+            lines.append(f"{model:<12}" + "".join(f"{c:>{width}}" for c in cells)
+                         + (f"{bound:>{width}.1f}" if bound is not None else f"{'-':>{width}}"))
         lines.append("")
     return "\n".join(lines).rstrip()
 
