@@ -115,10 +115,13 @@ def campaign_main(spec: ScenarioSpec, n_seeds: int, executor_name: str, results_
     from scenarios.results import new_run_dir
 
     seeds = [spec.seed + i for i in range(n_seeds)]
-    campaign_dir = Path(resume) if resume else new_run_dir(f"{spec.name}-campaign",
-                                                           root=Path(results_root))
+    if resume and not Path(resume).is_dir():
+        print(f"error: --resume: {resume} is not a campaign's folder", file=sys.stderr)
+        return 2
     try:
         with executor_from_name(executor_name) as executor:
+            campaign_dir = Path(resume) if resume else new_run_dir(f"{spec.name}-campaign",
+                                                                   root=Path(results_root))
             data, outcomes = run_emulated_campaign(spec, spec.policies, seeds, executor,
                                                    campaign_dir)
     except CampaignConfigError as exc:

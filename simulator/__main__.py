@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cells = [Cell(None, None)]
     if args.seeds is not None and args.seeds < 1:
         raise SystemExit(f"--seeds: must be >= 1 (got {args.seeds})")
+    if args.resume and not Path(args.resume).is_dir():
+        raise SystemExit(f"--resume: {args.resume} is not a results folder of a run")
     if args.resume and args.no_write:
         raise SystemExit("--resume: resuming reads and writes a results folder; drop --no-write")
     requests = args.requests or spec.workload.requests

@@ -114,6 +114,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base_seed = load_spec(args.scenario).seed if args.seed is None else args.seed
     seeds = [base_seed + i for i in range(args.seeds)]
     policies = [p for p in args.policies.split(",") if p] if args.policies else None
+    if args.resume and not Path(args.resume).is_dir():
+        raise SystemExit(f"--resume: {args.resume} is not a sweep's results folder")
     started = time.perf_counter()
     name = load_spec(args.scenario).name
     out = Path(args.resume) if args.resume else new_run_dir(f"{name}-sweep",
