@@ -1,5 +1,6 @@
 """An emulated campaign end to end (root): 2 seeds of `smoke` on the local executor, each
-(policy, seed) a fresh testbed, ending in an aggregate report with 95% CIs over seeds."""
+(policy, seed) a fresh testbed, ending in an aggregate report with 95% CIs over seeds. 12
+services per run (of smoke's 30) keep the four runs near a minute in all."""
 
 import csv
 import json
@@ -21,7 +22,7 @@ def test_a_two_seed_smoke_campaign_writes_an_aggregate_with_confidence_intervals
     spec = load_spec("smoke")
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "scenarios", "campaign", "smoke", "--seeds", "2",
-                           "--executor", "local", "--results", str(tmp_path)],
+                           "--requests", "12", "--executor", "local", "--results", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (campaign,) = (tmp_path / "smoke-campaign").iterdir()
@@ -40,6 +41,7 @@ def test_a_two_seed_smoke_campaign_writes_an_aggregate_with_confidence_intervals
             run = campaign / "runs" / policy / f"seed-{seed}"
             summary = json.loads((run / "summary.json").read_text())
             assert summary["seed"] == seed and list(summary["policies"]) == [policy]
+            assert summary["policies"][policy]["requests"] == 12
             assert (run / "requests.csv").stat().st_size > 0
     with (campaign / "per_seed.csv").open() as fh:
         rows = list(csv.DictReader(fh))
