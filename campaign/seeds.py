@@ -59,8 +59,9 @@ def _mean_ceiling(ceilings: Sequence[dict | None]) -> dict | None:
             if all(isinstance(c.get(k), (int, float)) for c in present)}
 
 
-def aggregate_seeds(name: str, seeds: Sequence[int], results: Sequence[tuple[int, Any, TaskOutcome]],
-                    policies: Sequence[str], matrix: bool) -> dict[str, Any]:
+def aggregate_seeds(name: str, seeds: Sequence[int],
+                    results: Sequence[tuple[int, Any, TaskOutcome]], policies: Sequence[str],
+                    matrix: bool) -> dict[str, Any]:
     """The JSON of `simulator run NAME --seeds N --json` (see the module's docstring)."""
     ok = [(seed, cell, o.value) for seed, cell, o in results if o.ok]
     data: dict[str, Any] = {"world": "simulated", "scenario": name, "seeds": list(seeds)}
