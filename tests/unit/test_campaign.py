@@ -258,3 +258,37 @@ def test_ctrl_c_lets_running_tasks_tear_down_and_leaves_no_process(tmp_path):
     assert (tmp_path / "torn-down").exists()
     with pytest.raises(ProcessLookupError):  # nothing of the group is left running
         os.killpg(proc.pid, 0)
+
+
+def fake_emulated_run(payload, out_dir: Path) -> dict:
+    # Stands for one emulated run (scenarios.emulate needs root): seed 43 of edge-cloud fails.
+    spec, policy = payload
+    if (policy, spec.seed) == ("edge-cloud", 43):
+        raise RuntimeError("node edge1 did not become ready within 120 s")
+    (out_dir / "summary.json").write_text("{}")
+    stats = _stats(0.5 + 0.1 * (spec.seed - 42), 1000.0 * (spec.seed - 40))
+    return {"policy": policy, "seed": spec.seed, "summary": stats,
+            "ceiling": {"services": 30, "success_rate": 100.0, "mean_best_total_s": 0.1}}
+
+
+def test_an_emulated_campaign_reports_every_run_and_its_failures(tmp_path, monkeypatch):
+    import campaign.emulated as emulated
+    from scenarios.spec import load_spec
+
+    monkeypatch.setattr(emulated, "_emulated_run", fake_emulated_run)
+    spec = load_spec("smoke")
+    executor = LocalExecutor(2, resources={"testbed": 1})
+    data, outcomes = emulated.run_emulated_campaign(spec, spec.policies, [42, 43, 44], executor,
+                                                    tmp_path, log=lambda _line: None)
+    assert [o.key for o in outcomes] == [f"{p}/seed-{s}" for s in (42, 43, 44)
+                                         for p in spec.policies]
+    assert data["failed"] == ["edge-cloud/seed-43: RuntimeError: node edge1 did not become "
+                              "ready within 120 s"]
+    cs_ucb, edge_cloud = data["policies"]["cs-ucb"], data["policies"]["edge-cloud"]
+    assert cs_ucb["success_rate"]["n"] == 3 and edge_cloud["success_rate"]["n"] == 2
+    assert cs_ucb["success_rate"]["mean"] == pytest.approx(0.6)
+    assert data["ceiling"]["success_rate"]["mean"] == 1.0
+    report = (tmp_path / "report.md").read_text()
+    assert "## Failed runs (1)" in report and "edge1 did not become ready" in report
+    assert (tmp_path / "runs" / "cs-ucb" / "seed-44" / "summary.json").exists()
+    assert len((tmp_path / "per_seed.csv").read_text().splitlines()) == 1 + 5
