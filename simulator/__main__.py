@@ -43,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     spec = load_spec(args.scenario, seed=args.seed,
                      **{"scheduler.information": args.information,
+                        "scheduler.declared_error": args.declared_error,
                         "energy.model": args.energy_model,
                         "energy.transmission": args.transmission})
     policies = _policies(args.policies, spec.policies)
@@ -73,7 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "multi_seed": bool(args.seeds), "policies": policies,
                               "cells": [c.label for c in cells], "requests": args.requests,
                               "calibration": args.calibration,
-                              "information": spec.scheduler.information})
+                              "information": spec.scheduler.information,
+                              "declared_error": spec.scheduler.declared_error})
     print(f"simulating {spec.name}: {len(cells)} cell(s) x {len(policies)} policies x "
           f"{requests} services, seed{'s' if args.seeds else ''} "
           f"{', '.join(map(str, seeds))}", file=sys.stderr)
@@ -151,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--information", choices=RUN_INFORMATION,
                      help="what every policy knows (scheduler.information; default: the "
                           "spec's, measured unless it says otherwise)")
+    run.add_argument("--declared-error", type=float, metavar="E",
+                     help="nodes declare their rates off by up to ±E (a fraction; "
+                          "scheduler.declared_error; default: the spec's)")
     run.add_argument("--energy-model", choices=POWER_MODELS.names(),
                      help="node power over busy slots (scheduler.energy_models; default: the "
                           "spec's energy.model, linear unless it says otherwise)")
