@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def executor():
     ray.init(num_cpus=2, include_dashboard=False, address="local", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+             resources={"testbed": 1}, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
         yield RayExecutor(max_retries=1)  # joins the instance above; does not own it
     finally:
@@ -73,6 +73,45 @@ def test_resume_on_ray_skips_finished_cells_and_gathers_their_files(executor, tm
     second = run_cells(spec, cells, ["cloud-only"], **kwargs)
     assert done == ["yi-9b/fluctuating"]
     assert [r.summary for r in second] == [r.summary for r in first]
+
+
+def _fake_run_scenario(spec, policies, mode, results_root):
+    # Stands for scenarios.emulate.run_scenario (root, Mininet): a results folder as it writes.
+    from scenarios.results import new_run_dir, write_summary
+
+    run_dir = new_run_dir(spec.name, root=results_root)
+    stats = {"success_rate": 1.0, "mean_total_s": 0.5, "p95_total_s": 1.0,
+             "throughput_tok_s": 9.0, "energy_j": {"total": 100.0 + spec.seed}}
+    (run_dir / "requests.csv").write_text(f"cwd={os.getcwd()}\n")
+    write_summary(run_dir, {policies[0]: stats}, extra={"seed": spec.seed, "ceiling": None})
+    return run_dir, {policies[0]: stats}
+
+
+def emulated_run_without_testbed(payload, out_dir):
+    import campaign.emulated
+    import scenarios.emulate
+
+    scenarios.emulate.run_scenario = _fake_run_scenario  # in this Ray worker only
+    return campaign.emulated._emulated_run(payload, out_dir)
+
+
+def test_emulated_runs_on_ray_take_the_testbed_and_their_folders_come_back(executor, tmp_path):
+    from dataclasses import replace
+
+    from campaign.emulated import REPO_ROOT, emulated_tasks
+    from campaign.store import run_campaign
+    from scenarios.spec import load_spec
+
+    spec = load_spec("smoke")
+    tasks = [replace(t, fn=emulated_run_without_testbed)
+             for t in emulated_tasks(spec, ["edge-cloud"], [42, 43], tmp_path)]
+    assert all(t.resources == {"testbed": 1} for t in tasks)
+    outcomes = run_campaign(executor, tasks)
+    assert [o.ok for o in outcomes] == [True, True], [o.error for o in outcomes]
+    assert [o.value["summary"]["energy_j"]["total"] for o in outcomes] == [142.0, 143.0]
+    run = tmp_path / "runs" / "edge-cloud" / "seed-43"
+    assert (run / "requests.csv").read_text() == f"cwd={REPO_ROOT}\n"  # ran from the repo
+    assert not (run / ".run").exists()  # the run's own folder became the task's folder
 
 
 def test_a_killed_task_is_rerun_or_reported_with_the_reason(executor, tmp_path):
