@@ -241,6 +241,8 @@ def summary_line(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "repeated_cells": len({r["cell"] for r in rows if r["runs"] > 1}),
         "max_repeat_success_spread_points": _abs_max(r["repeat_success_spread_points"]
                                                      for r in rows),
+        "max_repeat_success_spread_points_faithful": _abs_max(
+            r["repeat_success_spread_points"] for r in faithful),
         "targets": {"success_points": TARGET_SUCCESS_POINTS,
                     "mean_time_pct": TARGET_MEAN_TIME_PCT, "energy_pct": TARGET_ENERGY_PCT,
                     "repeat_points": TARGET_REPEAT_POINTS},
