@@ -242,7 +242,10 @@ def test_ctrl_c_lets_running_tasks_tear_down_and_leaves_no_process(tmp_path):
     import sys
     import time
 
-    script = ("import sys; from campaign.executors import LocalExecutor; "
+    # A shell starting a background job (`make test &`, CI wrappers) sets SIGINT to ignored,
+    # and Python then keeps it ignored: restore the terminal's default, as at a prompt.
+    script = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "import sys; from campaign.executors import LocalExecutor; "
               "from campaign.tasks import Task; from tests.unit.test_campaign import "
               "waits_for_ctrl_c as w; "
               f"LocalExecutor(2).run([Task('a', w, {str(tmp_path)!r})])")
