@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -62,13 +63,14 @@ def _death_reason(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode} before returning a result"
 
 
-class Executor:
+class Executor(ABC):
     """Runs tasks; `run` returns one outcome per task, in the tasks' order."""
 
     name = "executor"
 
+    @abstractmethod
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskOutcome]:
-        raise NotImplementedError
+        """Run every task (local processes or Ray tasks)."""
 
     def close(self) -> None:
         """Release what the executor started (a local Ray instance)."""

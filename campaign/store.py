@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from campaign.executors import Executor, OnDone, run_tasks
-from campaign.tasks import CampaignConfigError, Task, TaskOutcome
+from campaign.executors import Executor, LocalExecutor, OnDone, run_tasks
+from campaign.tasks import CampaignConfigError, CampaignFailed, Task, TaskOutcome
 
 TASKS_DIR = "tasks"
 MANIFEST = "campaign.json"
@@ -93,3 +93,20 @@ def run_campaign(executor: Executor, tasks: Sequence[Task], store: CampaignStore
 
     fresh = {o.key: o for o in run_tasks(executor, todo, done)} if todo else {}
     return [stored.get(t.key) or fresh[t.key] for t in tasks]
+
+
+def run_all(tasks: Sequence[Task], store: CampaignStore | None, executor: Executor | None,
+            processes: int | None, on_done: OnDone | None = None) -> list[TaskOutcome]:
+    """run_campaign on `executor`, or on a local one of `processes` (closed afterwards);
+    every outcome in the tasks' order, or CampaignFailed naming each failed task."""
+    local = executor is None
+    executor = executor or LocalExecutor(processes)
+    try:
+        outcomes = run_campaign(executor, tasks, store, on_done=on_done)
+    finally:
+        if local:
+            executor.close()
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise CampaignFailed(failed)
+    return outcomes

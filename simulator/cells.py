@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from campaign.executors import Executor, LocalExecutor
-from campaign.store import CampaignStore, run_campaign
-from campaign.tasks import CampaignFailed, Task, TaskOutcome
+from campaign.executors import Executor
+from campaign.store import CampaignStore, run_all
+from campaign.tasks import Task, TaskOutcome
 from scenarios.results import (LinkRow, NodeRow, RequestRow, summarise, write_config,
                                write_rows, write_summary)
 from scenarios.spec import ScenarioSpec
@@ -170,14 +170,6 @@ def run_cells(spec: ScenarioSpec, cells: Sequence[Cell], policies: Sequence[str]
             cell, out_dir = by_key[outcome.key]
             on_done(cell_result(cell, outcome, out_dir))
 
-    local = executor is None
-    executor = executor or LocalExecutor(processes or min(len(cells), os.cpu_count() or 1))
-    try:
-        outcomes = run_campaign(executor, tasks, store, on_done=done)
-    finally:
-        if local:
-            executor.close()
-    failed = [o for o in outcomes if not o.ok]
-    if failed:
-        raise CampaignFailed(failed)
+    outcomes = run_all(tasks, store, executor,
+                       processes or min(len(cells), os.cpu_count() or 1), on_done=done)
     return [cell_result(cell, o, out_dir) for cell, o, out_dir in zip(cells, outcomes, out_dirs)]

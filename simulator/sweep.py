@@ -43,24 +43,13 @@ def run_sweep(scenario: str, key: str, values: list[Any], seeds: list[int],
               ) -> list[tuple[Any, int, dict]]:
     """(value, seed, summary) per run, in order; on `executor` (default: local processes),
     skipping runs whose outcome `store` holds. Raises CampaignFailed naming failed runs."""
-    from campaign.executors import LocalExecutor
-    from campaign.store import run_campaign
-    from campaign.tasks import CampaignFailed
+    from campaign.store import run_all
 
     import simulator.cells  # noqa: F401 - imported once here, so forked tasks inherit it
 
     tasks = sweep_tasks(scenario, key, values, seeds, policies, requests)
     points = [(value, seed) for value in values for seed in seeds]
-    local = executor is None
-    executor = executor or LocalExecutor(processes or None)
-    try:
-        outcomes = run_campaign(executor, tasks, store)
-    finally:
-        if local:
-            executor.close()
-    failed = [o for o in outcomes if not o.ok]
-    if failed:
-        raise CampaignFailed(failed)
+    outcomes = run_all(tasks, store, executor, processes or None)
     return [(value, seed, o.value) for (value, seed), o in zip(points, outcomes)]
 
 
