@@ -1,7 +1,8 @@
 """Regret over time of every policy of a run, against the best fixed arm per class in hindsight.
 
-A policy's reward for a service is eq. 4 of PerLLM with CS-UCB's default weights
-(scheduler.policies.cs_ucb.CsUcbConfig), computed from the measured outcome. The reference
+A policy's reward for a service is eq. 4 of PerLLM with the default weights
+(scheduler.policies.base.RewardConfig, as CS-UCB and LinUCB learn it), computed from the
+measured outcome. The reference
 for a service of class c is R*_c, the best mean reward of any node ("arm") for class c, the
 mean taken over the services of class c that ran on that node under *any* policy of the same
 run (the same workload): in hindsight, the best node to have sent the whole class to. The
@@ -17,11 +18,11 @@ from typing import Sequence
 
 from scenarios.results import RequestRow
 from scheduler.outcome import Energy
-from scheduler.policies.cs_ucb import CsUcbConfig
-from scheduler.reward import F_FLOOR, reward
+from scheduler.policies.base import RewardConfig
+from scheduler.reward import F_FLOOR
 
 
-def row_reward(row: RequestRow, config: CsUcbConfig = CsUcbConfig()) -> float:
+def row_reward(row: RequestRow, config: RewardConfig = RewardConfig()) -> float:
     """Eq. 4 from a results row (measured f; a failed service has f = −1)."""
     if row.status == "failed" or row.deadline_s <= 0:
         f = F_FLOOR
@@ -29,10 +30,7 @@ def row_reward(row: RequestRow, config: CsUcbConfig = CsUcbConfig()) -> float:
         f = max(F_FLOOR, min(1.0, (row.deadline_s - row.total_s) / row.deadline_s))
     energy = Energy(transmission_j=row.transmission_j, inference_j=row.inference_j,
                     idle_j=row.idle_j)
-    return reward(energy, f, lam=config.lam, omega_tran=config.omega_tran,
-                  omega_infer=config.omega_infer, omega_idle=config.omega_idle,
-                  energy_ref_j=config.energy_ref_j,
-                  penalty_only=config.constraint_term == "penalty-only")
+    return config.reward_for(energy, f)
 
 
 def best_arm_rewards(requests: Sequence[RequestRow]) -> dict[str, float]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from scheduler.cluster import Cluster, Prediction
-from scheduler.outcome import Outcome
+from scheduler.outcome import Energy, Outcome
+from scheduler.reward import measured_f, reward
 from scheduler.limits import check_count
 from scheduler.registry import Registry
 from scheduler.service import Service
@@ -83,6 +84,55 @@ class PolicyConfig:
             raise ValueError(f"{type(self).__name__}.{name} must be a finite number in "
                              f"{accepted} (got {value!r})")
         object.__setattr__(self, name, value)
+
+
+# Eq. 4's constraint term: λ·f as the paper writes it, or λ·min(0, f) (slack earns nothing).
+CONSTRAINT_TERMS = ("eq4", "penalty-only")
+
+
+@dataclass(frozen=True)
+class RewardConfig(PolicyConfig):
+    """The weights of PerLLM's eq. 4 reward, for every policy that learns it (CS-UCB, LinUCB)
+    and for the regret curves of the reports:
+        R = −(ω_tran·E_tran + ω_infer·E_infer + ω_idle·E_idle) / E_ref + λ·f
+
+    lam: λ, weight of the constraint function f (>= 0). 1.0: a service finishing at its
+        requirement's edge scores like E_ref joules less than one with all of it to spare.
+    omega_tran, omega_infer, omega_idle: ω of eqs. 1 and 4, weights of the energy parts (>= 0).
+    energy_ref_j: E_ref, fixed energy scale in J (> 0) so the reward does not drift; 1000 J is
+        the order of one 7B-model service on an edge CPU.
+    constraint_term: "eq4" (λ·f, the paper's) or "penalty-only" (λ·min(0, f)).
+    """
+
+    lam: float = 1.0
+    omega_tran: float = 1.0
+    omega_infer: float = 1.0
+    omega_idle: float = 1.0
+    energy_ref_j: float = 1000.0
+    constraint_term: str = "eq4"
+
+    def __post_init__(self) -> None:
+        if self.constraint_term not in CONSTRAINT_TERMS:
+            raise ValueError(f"{type(self).__name__}.constraint_term must be one of "
+                             f"{', '.join(CONSTRAINT_TERMS)} (got {self.constraint_term!r})")
+        self._real("lam", low=0.0)
+        self._real("omega_tran", low=0.0)
+        self._real("omega_infer", low=0.0)
+        self._real("omega_idle", low=0.0)
+        self._real("energy_ref_j", low=0.0, low_open=True)
+        super().__post_init__()
+
+    def reward_for(self, energy: Energy, f: float) -> float:
+        """Eq. 4 for one service of measured energy and constraint value f."""
+        return reward(energy, f, lam=self.lam, omega_tran=self.omega_tran,
+                      omega_infer=self.omega_infer, omega_idle=self.omega_idle,
+                      energy_ref_j=self.energy_ref_j,
+                      penalty_only=self.constraint_term == "penalty-only")
+
+    def reward_of(self, outcome: Outcome) -> tuple[float, float]:
+        """(f, R): eq. 4 from a MEASURED outcome (never from the prediction)."""
+        f = measured_f(outcome)
+        return f, self.reward_for(outcome.energy, f)
 
 
 class Policy(ABC):

@@ -50,9 +50,9 @@ import numpy as np
 from scheduler.cluster import Cluster, NodeState, Prediction
 from scheduler.limits import MAX_REWARD, check_count
 from scheduler.outcome import Outcome
-from scheduler.policies.base import (ArmStat, Decision, Policy, PolicyConfig, register_policy,
+from scheduler.policies.base import (ArmStat, Decision, Policy, RewardConfig, register_policy,
                                      require_candidates)
-from scheduler.reward import measured_f, predicted_energy, reward
+from scheduler.reward import predicted_energy
 from scheduler.service import Service
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ NODE_FEATURES = 5  # candidate, f, D-hat / D, load per slot, energy / E_ref
 
 
 @dataclass(frozen=True)
-class LinUcbConfig(PolicyConfig):
+class LinUcbConfig(RewardConfig):
     """LinUCB hyperparameters.
 
     alpha: α, weight of the confidence bound (>= 0). 0.1, the best of {1, 0.5, 0.2, 0.1} on
@@ -77,7 +77,7 @@ class LinUcbConfig(PolicyConfig):
     max_nodes: node blocks in the shared context (>= 1); a node past it is an arm without one.
     max_pending: decisions whose context is kept awaiting their outcome (>= 1); the oldest is
         dropped past it (an outcome that never comes must not grow memory).
-    lam, omega_tran, omega_infer, omega_idle, energy_ref_j: eq. 4's reward, as CsUcbConfig.
+    Eq. 4's reward weights (lam, omega_*, energy_ref_j, constraint_term): RewardConfig's.
     """
 
     alpha: float = 0.1
@@ -85,11 +85,6 @@ class LinUcbConfig(PolicyConfig):
     layout: str = "own"
     max_nodes: int = 8
     max_pending: int = 100_000
-    lam: float = 1.0
-    omega_tran: float = 1.0
-    omega_infer: float = 1.0
-    omega_idle: float = 1.0
-    energy_ref_j: float = 1000.0
 
     def __post_init__(self) -> None:
         self._real("alpha", low=0.0)
@@ -102,11 +97,6 @@ class LinUcbConfig(PolicyConfig):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
                 raise ValueError(f"LinUcbConfig.{name} must be an integer in [1, {high}] "
                                  f"(got {value!r})")
-        self._real("lam", low=0.0)
-        self._real("omega_tran", low=0.0)
-        self._real("omega_infer", low=0.0)
-        self._real("omega_idle", low=0.0)
-        self._real("energy_ref_j", low=0.0, low_open=True)
         super().__post_init__()
 
 
@@ -260,11 +250,7 @@ class LinUcb(Policy):
     # --- learning -----------------------------------------------------------------------
     def update(self, outcome: Outcome) -> float:
         """Learn eq. 4's reward from the measured outcome in the context of its decision."""
-        c = self.config
-        f = measured_f(outcome)
-        r = reward(outcome.energy, f, lam=c.lam, omega_tran=c.omega_tran,
-                   omega_infer=c.omega_infer, omega_idle=c.omega_idle,
-                   energy_ref_j=c.energy_ref_j)
+        _f, r = self.config.reward_of(outcome)
         pending = self._pending.pop(outcome.service_id, None)
         if not (math.isfinite(r) and abs(r) <= MAX_REWARD):
             log.warning("linucb: outcome of %s on %s not learned: reward %r out of range",

@@ -44,58 +44,36 @@ from typing import Any
 from scheduler.cluster import CLOUD, Cluster
 from scheduler.limits import MAX_REWARD, check_count
 from scheduler.outcome import Outcome, Status
-from scheduler.policies.base import (ArmStat, Decision, PolicyConfig, Policy, register_policy,
+from scheduler.policies.base import (ArmStat, Decision, Policy, RewardConfig, register_policy,
                                      require_candidates)
-from scheduler.reward import measured_f, reward
 from scheduler.service import Service
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-CONSTRAINT_TERMS = ("eq4", "penalty-only")
 
 
 @dataclass(frozen=True)
-class CsUcbConfig(PolicyConfig):
-    """CS-UCB hyperparameters (the paper gives no values; these defaults are ours).
+class CsUcbConfig(RewardConfig):
+    """CS-UCB hyperparameters (the paper gives no values; these defaults are ours); eq. 4's
+    weights (lam, omega_*, energy_ref_j, constraint_term) are RewardConfig's.
 
-    lam: λ of eq. 4, weight of the constraint function f in the reward (>= 0). 1.0: a service
-        finishing at its requirement's edge scores like E_ref joules less than one with all
-        of its requirement to spare.
     alpha, beta: approximation coefficients of eq. 5's regret, in (0, 1]; the paper takes
         them < 1 (0.9 each); 1 gives the standard regret.
     delta: δ of eq. 6, exploration weight (>= 0). 0.5 suits rewards of order 1.
     theta: θ of eq. 6, weight of the violation penalty P (>= 0).
-    omega_tran, omega_infer, omega_idle: ω of eqs. 1 and 4, weights of the energy parts (>= 0).
-    energy_ref_j: E_ref, fixed energy scale in J (> 0) so the reward does not drift; 1000 J is
-        the order of one 7B-model service on an edge CPU.
-    constraint_term: "eq4" (λ·f, the paper's) or "penalty-only" (λ·min(0, f)).
     """
 
-    lam: float = 1.0
     alpha: float = 0.9
     beta: float = 0.9
     delta: float = 0.5
     theta: float = 1.0
-    omega_tran: float = 1.0
-    omega_infer: float = 1.0
-    omega_idle: float = 1.0
-    energy_ref_j: float = 1000.0
-    constraint_term: str = "eq4"
 
     def __post_init__(self) -> None:
-        if self.constraint_term not in CONSTRAINT_TERMS:
-            raise ValueError(f"CsUcbConfig.constraint_term must be one of "
-                             f"{', '.join(CONSTRAINT_TERMS)} (got {self.constraint_term!r})")
-        self._real("lam", low=0.0)
         self._real("alpha", low=0.0, high=1.0, low_open=True)
         self._real("beta", low=0.0, high=1.0, low_open=True)
         self._real("delta", low=0.0)
         self._real("theta", low=0.0)
-        self._real("omega_tran", low=0.0)
-        self._real("omega_infer", low=0.0)
-        self._real("omega_idle", low=0.0)
-        self._real("energy_ref_j", low=0.0, low_open=True)
         super().__post_init__()
 
 
@@ -203,12 +181,7 @@ class CsUcb(Policy):
         The caller fills outcome.energy (measured, or modelled with scheduler.reward from the
         measured times); the prediction made at decision time plays no part.
         """
-        c = self.config
-        f = measured_f(outcome)
-        r = reward(outcome.energy, f, lam=c.lam, omega_tran=c.omega_tran,
-                   omega_infer=c.omega_infer, omega_idle=c.omega_idle,
-                   energy_ref_j=c.energy_ref_j,
-                   penalty_only=c.constraint_term == "penalty-only")
+        f, r = self.config.reward_of(outcome)
         # The learner never stores a non-finite value, whatever a front end feeds it (the
         # gRPC service checks ranges; the simulator and library callers may not).
         if not (math.isfinite(f) and math.isfinite(r) and abs(r) <= MAX_REWARD):
