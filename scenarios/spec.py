@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from scheduler.energy_models import (DEFAULT_NIC_POWER_W, DEFAULT_POWER, DEFAULT_TRANSMISSION,
                                      POWER_MODELS, TRANSMISSION_MODELS, EnergyModel)
@@ -66,20 +66,13 @@ class EnergySpec(Strict):
                                description="nic-time: the sender's interface power while "
                                            "sending (W)")
 
-    @field_validator("model")
+    @field_validator("model", "transmission")
     @classmethod
-    def _power_registered(cls, name: str) -> str:
-        if name not in POWER_MODELS:
-            raise ValueError(f"energy.model: unknown {name!r}; accepted: "
-                             f"{', '.join(POWER_MODELS.names())}")
-        return name
-
-    @field_validator("transmission")
-    @classmethod
-    def _transmission_registered(cls, name: str) -> str:
-        if name not in TRANSMISSION_MODELS:
-            raise ValueError(f"energy.transmission: unknown {name!r}; accepted: "
-                             f"{', '.join(TRANSMISSION_MODELS.names())}")
+    def _registered(cls, name: str, info: ValidationInfo) -> str:
+        registry = POWER_MODELS if info.field_name == "model" else TRANSMISSION_MODELS
+        if name not in registry:
+            raise ValueError(f"energy.{info.field_name}: unknown {name!r}; accepted: "
+                             f"{', '.join(registry.names())}")
         return name
 
     def to_model(self) -> EnergyModel:
