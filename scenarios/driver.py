@@ -89,7 +89,7 @@ def failed_record(service: Service, arrival_s: float, elapsed_s: float, error: s
 
 class Driver:
     def __init__(self, scheduler: str, mode: str, give_up_s: float, emit,
-                 security: Security | None = None) -> None:
+                 security: Security | None = None, attachment_at: str = "gateway") -> None:
         self.security = security  # TLS and the token, to the scheduler and (advisor) the nodes
         self.channel = open_channel(scheduler, security, options=CHANNEL_OPTIONS)
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
@@ -98,6 +98,7 @@ class Driver:
             SUBMIT_METHOD, request_serializer=None,
             response_deserializer=scheduler_pb2.SubmitResponse.FromString)
         self.mode = mode
+        self.attachment_at = attachment_at  # gateway mode: who makes the attachment (see main)
         self.give_up_s = give_up_s
         self.emit = emit
         self._node_channels: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
@@ -113,14 +114,17 @@ class Driver:
     def prepare(self, item: WorkloadItem) -> bytes:
         """What run_one needs of `item` ahead of time: its serialised SubmitRequest (gateway)
         or its attachment (advisor, whose request carries the send time)."""
-        from scenarios.workload import attachment_for
+        from scenarios.workload import attachment_for, attachment_size
 
-        attachment = attachment_for(item.service)
         if self.mode != "gateway":
-            return attachment
-        return scheduler_pb2.SubmitRequest(service=service_to_proto(
-            item.service, attachment, emulated_output_tokens=item.output_tokens)
-        ).SerializeToString()
+            return attachment_for(item.service)
+        if self.attachment_at == "gateway":
+            service = service_to_proto(item.service, emulated_output_tokens=item.output_tokens,
+                                       emulated_attachment_bytes=attachment_size(item.service))
+        else:
+            service = service_to_proto(item.service, attachment_for(item.service),
+                                       emulated_output_tokens=item.output_tokens)
+        return scheduler_pb2.SubmitRequest(service=service).SerializeToString()
 
     def run_one(self, item: WorkloadItem, prepared: bytes | None = None,
                 due_s: float | None = None) -> None:
@@ -245,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up-s", type=float, default=120.0,
                         help="a service still running after this long is failed")
     parser.add_argument("--max-concurrency", type=int, default=256)
+    parser.add_argument(
+        "--attachment-at", choices=("gateway", "client"), default="gateway",
+        help="gateway mode: where a service's attachment is made. gateway (default): the "
+             "request declares its size (Service.emulated_attachment_bytes) and the gateway "
+             "sends that many bytes to the node, so uploads cross only the emulated links; "
+             "client: the driver uploads it to the gateway too (a gateway on another host)")
     parser.add_argument("--wait-nodes", type=int, default=0,
                         help="wait until this many nodes are registered and alive")
     add_arguments(parser, ClientSecurityOptions)  # --tls-ca, --token-file
@@ -263,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
 
-    driver = Driver(args.scheduler, args.mode, args.give_up_s, emit, security)
+    driver = Driver(args.scheduler, args.mode, args.give_up_s, emit, security,
+                    args.attachment_at)
     if args.wait_nodes:
         driver.wait_for_nodes(args.wait_nodes, timeout_s=60.0)
     prepared: list[bytes | None] = []

@@ -339,10 +339,15 @@ def _block(seed: int) -> bytes:
     return (" ".join(text) + "\n").encode()[:ATTACHMENT_BLOCK_BYTES]
 
 
+def attachment_size(service: Service) -> int:
+    """Bytes of the service's attached context: input_bytes minus the prompt's bytes."""
+    return max(0, service.input_bytes - len(service.prompt.encode()))
+
+
 def attachment_for(service: Service) -> bytes:
-    """The service's attached context: input_bytes minus the prompt's bytes, English-like
-    text repeated from a 4 KiB block seeded by the service (same service, same bytes)."""
-    size = max(0, service.input_bytes - len(service.prompt.encode()))
+    """The service's attached context (attachment_size bytes), English-like text repeated
+    from a 4 KiB block seeded by the service (same service, same bytes)."""
+    size = attachment_size(service)
     if size == 0:
         return b""
     block = _block(service.seed)

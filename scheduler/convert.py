@@ -48,7 +48,8 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     """
     input_bytes = pb.input_bytes
     if input_bytes == 0:
-        input_bytes = len(pb.prompt.encode("utf-8")) + len(pb.attachment)
+        input_bytes = (len(pb.prompt.encode("utf-8"))
+                       + (len(pb.attachment) or max(0, pb.emulated_attachment_bytes)))
     sampling = {}
     if pb.HasField("sampling"):
         sampling = dict(temperature=pb.sampling.temperature, top_k=pb.sampling.top_k,
@@ -62,12 +63,32 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     return service
 
 
+def submit_attachment(pb: common_pb2.Service, limit_bytes: int) -> bytes:
+    """What Submit forwards to the node as the service's attachment: the one sent, or (an
+    emulated workload) `emulated_attachment_bytes` of filler made here; ValueError naming the
+    field and the value when it is negative, too large or sent with an attachment."""
+    size = pb.emulated_attachment_bytes
+    if size < 0:
+        raise ValueError(f"service.emulated_attachment_bytes must be >= 0 (got {size})")
+    if size and pb.attachment:
+        raise ValueError(f"service.emulated_attachment_bytes ({size}) and service.attachment "
+                         f"({len(pb.attachment)} bytes) exclude each other: send one")
+    if size > limit_bytes:
+        raise ValueError(f"service.emulated_attachment_bytes must be at most the gateway's "
+                         f"message limit {limit_bytes} (got {size})")
+    # Zeros: nothing on the path compresses, and the node reads only its length.
+    return pb.attachment or bytes(size)
+
+
 def service_to_proto(service: Service, attachment: bytes = b"",
-                     emulated_output_tokens: int = 0) -> common_pb2.Service:
+                     emulated_output_tokens: int = 0,
+                     emulated_attachment_bytes: int = 0) -> common_pb2.Service:
     """The wire form of a Service (the inverse of service_from_proto), for clients; an
-    emulated workload adds where the answer ends (emulated_output_tokens)."""
+    emulated workload adds where the answer ends (emulated_output_tokens) and may have the
+    gateway make its attachment (emulated_attachment_bytes)."""
     return common_pb2.Service(
         emulated_output_tokens=emulated_output_tokens,
+        emulated_attachment_bytes=emulated_attachment_bytes,
         id=service.id, prompt=service.prompt, input_bytes=service.input_bytes,
         max_new_tokens=service.max_new_tokens, deadline_s=service.deadline_s,
         service_class=service.service_class, attachment=attachment,

@@ -192,7 +192,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             counted = self.scheduler.counted_message_locked([service.id])
         if counted is not None:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, counted)
-        return self.gateway.submit(service, request.service.attachment, context,
+        try:
+            attachment = convert.submit_attachment(request.service,
+                                                   self.config.max_receive_bytes)
+        except ValueError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return self.gateway.submit(service, attachment, context,
                                    request.service.emulated_output_tokens)
 
     def save_state(self) -> None:

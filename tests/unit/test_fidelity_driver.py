@@ -36,6 +36,29 @@ class _Gateway(scheduler_pb2_grpc.SchedulerServiceServicer):
 
 
 def test_a_prepared_request_arrives_whole_and_the_record_has_driver_timing():
+    gateway, records = _drive("client")
+    sent = gateway.received[0]
+    assert sent.id == "s7" and sent.emulated_output_tokens == 5
+    assert sent.attachment == attachment_for(SERVICE) and sent.emulated_attachment_bytes == 0
+    assert gateway.received[1] == sent
+    first = json.loads(json.dumps(records[0]))
+    outcome, _ = read_outcome_record(first)
+    assert outcome.service_id == "s7" and outcome.total_s == 0.5
+    timing = first["driver"]
+    assert 0.0 <= timing["late_s"] <= timing["e2e_s"]
+    assert "driver" not in records[1]  # no due time given: no timing claimed
+
+
+def test_by_default_the_gateway_makes_the_attachment_from_its_declared_size():
+    gateway, _ = _drive("gateway")
+    sent = gateway.received[0]
+    assert sent.attachment == b""  # no multi-MB hop into the gateway
+    assert sent.emulated_attachment_bytes == len(attachment_for(SERVICE)) > 2_900_000
+    assert sent.input_bytes == SERVICE.input_bytes
+    assert gateway.received[1] == sent
+
+
+def _drive(attachment_at: str) -> tuple[_Gateway, list[dict]]:
     gateway = _Gateway()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
         ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
@@ -43,7 +66,8 @@ def test_a_prepared_request_arrives_whole_and_the_record_has_driver_timing():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     records: list[dict] = []
-    driver = Driver(f"127.0.0.1:{port}", "gateway", 30.0, emit=records.append)
+    driver = Driver(f"127.0.0.1:{port}", "gateway", 30.0, emit=records.append,
+                    attachment_at=attachment_at)
     try:
         item = WorkloadItem(arrival_s=0.0, service=SERVICE, output_tokens=5)
         prepared = driver.prepare(item)
@@ -53,17 +77,8 @@ def test_a_prepared_request_arrives_whole_and_the_record_has_driver_timing():
     finally:
         driver.channel.close()
         server.stop(None)
-    assert gateway.received, [r["outcome"].get("error") for r in records]
-    sent = gateway.received[0]
-    assert sent.id == "s7" and sent.emulated_output_tokens == 5
-    assert sent.attachment == attachment_for(SERVICE)
-    assert gateway.received[1] == sent
-    first = json.loads(json.dumps(records[0]))
-    outcome, _ = read_outcome_record(first)
-    assert outcome.service_id == "s7" and outcome.total_s == 0.5
-    timing = first["driver"]
-    assert 0.0 <= timing["late_s"] <= timing["e2e_s"]
-    assert "driver" not in records[1]  # no due time given: no timing claimed
+    assert len(gateway.received) == 2, [r["outcome"].get("error") for r in records]
+    return gateway, records
 
 
 def test_processing_time_counts_from_the_arrival_the_client_saw():

@@ -543,6 +543,31 @@ def test_submit_streams_decision_tokens_then_outcome_and_learns(srv, fake_nodes)
     assert srv.servicer.cluster.nodes["edge1"].inflight == {}
 
 
+def test_submit_with_a_declared_attachment_sends_that_many_bytes_to_the_node(srv, fake_nodes):
+    node = FakeNode("edge1", tokens=1)
+    register_fakes(srv.stub, [node], fake_nodes(node))
+    events = submit(srv.stub, service_pb("g2", emulated_attachment_bytes=70_000, input_bytes=0))
+    out = events[-1].outcome
+    assert out.status == common_pb2.OUTCOME_STATUS_MET
+    assert out.input_bytes == len("hello world") + 70_000  # counted as if uploaded
+    assert len(node.requests[0].attachment) == 70_000
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"emulated_attachment_bytes": -1}, "emulated_attachment_bytes must be >= 0 (got -1)"),
+    ({"emulated_attachment_bytes": 10, "attachment": b"abc"},
+     "emulated_attachment_bytes (10) and service.attachment (3 bytes) exclude each other"),
+    ({"emulated_attachment_bytes": 1 << 40}, f"message limit {64 * 1024 * 1024} (got {1 << 40})"),
+])
+def test_a_bad_declared_attachment_is_refused_before_anything_is_booked(srv, fake_nodes, fields,
+                                                                         needle):
+    node = FakeNode("edge1")
+    register_fakes(srv.stub, [node], fake_nodes(node))
+    code, details = code_of(lambda timeout: submit(srv.stub, service_pb("g3", **fields)))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and needle in details
+    assert node.requests == [] and srv.servicer.cluster.nodes["edge1"].inflight == {}
+
+
 @pytest.mark.parametrize("mode, reason", [
     ("unavailable", "UNAVAILABLE: edge1 is shutting down"),
     ("full", "RESOURCE_EXHAUSTED: queue full"),
