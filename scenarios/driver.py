@@ -15,7 +15,6 @@ import json
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -26,6 +25,7 @@ from perllm.v1 import (common_pb2, inference_pb2, inference_pb2_grpc, scheduler_
 from scheduler.channels import open_channel
 from scheduler.convert import (generate_request, outcome_from_proto, outcome_from_result,
                                outcome_to_proto, service_to_proto)
+from scheduler.grpc_server import prestarted_executor
 from scheduler.options import add_arguments, from_args
 from scheduler.outcome import Outcome, Status, failed_outcome
 from scheduler.security import ClientSecurityOptions, Security, load_security
@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up-s", type=float, default=120.0,
                         help="a service still running after this long is failed")
     parser.add_argument("--max-concurrency", type=int, default=256)
+    parser.add_argument("--prestart-threads", type=int, default=0,
+                        help="sender threads started before the workload's clock (at most "
+                             "--max-concurrency), so a burst waits for none to start")
     parser.add_argument(
         "--attachment-at", choices=("gateway", "client"), default="gateway",
         help="gateway mode: where a service's attachment is made. gateway (default): the "
@@ -263,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         security = load_security(from_args(ClientSecurityOptions, args))
     except ValueError as e:
         parser.error(str(e))  # exit status 2
+    if not 0 <= args.prestart_threads <= args.max_concurrency:
+        parser.error(f"--prestart-threads must be in [0, --max-concurrency="
+                     f"{args.max_concurrency}] (got {args.prestart_threads})")
 
     items = load_workload(args.workload)
     nodes = dict(pair.split("=", 1) for pair in args.nodes.split(",") if pair)
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     before = driver.node_totals(nodes)
     emit({"type": "started", "unix_s": time.time()})
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=args.max_concurrency) as pool:
+    with prestarted_executor(args.max_concurrency, args.prestart_threads) as pool:
         for item, request in zip(items, prepared):
             delay = item.arrival_s - (time.monotonic() - t0)
             if delay > 0:

@@ -41,6 +41,9 @@ NODE_PORT = 50061
 SCHEDULER_METRICS_PORT = 9090
 NODE_METRICS_PORT = 9100
 SCRAPE_TIMEOUT_S = 60.0
+# The scheduler's and the driver's threads started before the clock (prestarted_executor):
+# more than the largest burst the shipped and validation scenarios send at once (50).
+PRESTART_THREADS = 128
 READY_TIMEOUT_S = 120.0
 
 
@@ -144,6 +147,7 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
             # Submit may run as long as the driver waits (give_up_s), so a late service ends
             # as missed with its true time, not cut at its requirement.
             submit_margin_s=spec.workload.give_up_s, max_workers=1024,
+            prestart_threads=PRESTART_THREADS,
             information=spec.scheduler.information,
             # The testbed's shaping feed is the true bandwidth: for perfect information (and
             # the clairvoyant) only; a measuring scheduler learns it from its transfers.
@@ -171,7 +175,8 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
                                    "--workload", str(workload_path), "--mode", mode,
                                    "--nodes", nodes_arg, "--wait-nodes", str(len(hosts)),
                                    "--give-up-s", str(spec.workload.give_up_s),
-                                   "--max-concurrency", "1024"],
+                                   "--max-concurrency", "1024",
+                                   "--prestart-threads", str(PRESTART_THREADS)],
                           env=env, stdout=subprocess.PIPE,
                           stderr=logs.enter_context(driver_log.open("w")), text=True)
         faults = FaultInjector(spec, tb, node_procs, slowdown_files)

@@ -61,6 +61,9 @@ class ServerConfig(SecurityOptions):
                                     "larger messages get RESOURCE_EXHAUSTED")
     # Submit holds a worker thread for a whole generation, so the pool bounds concurrent Submits.
     max_workers: int = option(64, "RPC threads; bounds concurrent Submit calls")
+    prestart_threads: int = option(
+        0, "RPC threads started with the server, so a burst's first calls wait for none to "
+           "start (at most max_workers)")
     # Past the requirement a late answer (MISSED) is still worth more to the user than none
     # (FAILED).
     submit_margin_s: float = option(1.0, "Submit keeps trying this long past the requirement")
@@ -91,6 +94,9 @@ class ServerConfig(SecurityOptions):
             raise ValueError(f"max_receive_bytes must be > 0 (got {self.max_receive_bytes})")
         if self.max_workers <= 0:
             raise ValueError(f"max_workers must be > 0 (got {self.max_workers})")
+        if not 0 <= self.prestart_threads <= self.max_workers:
+            raise ValueError(f"prestart_threads must be in [0, max_workers={self.max_workers}] "
+                             f"(got {self.prestart_threads})")
         if self.booking_ttl_s is not None and not self.booking_ttl_s >= 0:
             raise ValueError(f"booking_ttl_s must be >= 0 or None (got {self.booking_ttl_s})")
         if self.reported_ids_memory <= 0:

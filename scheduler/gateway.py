@@ -23,6 +23,7 @@ from scheduler.outcome import Outcome, Status, failed_outcome
 from scheduler.policies.base import Decision, NoNodeError
 from scheduler.security import Security
 from scheduler.service import Service
+from scheduler.snapshots import Snapshot
 
 # Node errors after which Submit tries another node; the others are the request's fault or
 # mean the time is gone.
@@ -153,8 +154,15 @@ class Gateway:
                     transmission_j=attempt.sent_bytes * 8 * j_per_bit,
                     attempts=run.attempts, constraint_f=decision.prediction.f,
                     predicted_total_s=decision.prediction.total_s)
-                if self._finish(run, outcome, update_policy=True):
-                    yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
+                recorded, snapshot = self._finish(run, outcome, update_policy=True)
+                if recorded:
+                    try:
+                        yield scheduler_pb2.SubmitResponse(
+                            outcome=convert.outcome_to_proto(outcome))
+                    finally:
+                        # After the client has its outcome: the state file's two fsyncs
+                        # are not part of what the user waited.
+                        s.write_snapshot(snapshot)
                 return
             # The node failed this service: release its place and, when the node (not the
             # request or the client) is to blame, let the policy learn the failure.
@@ -172,20 +180,25 @@ class Gateway:
                 break
         outcome = run.failed_outcome("; ".join(errors))
         # Each failed attempt already taught the policy; the service's outcome only counts.
-        if self._finish(run, outcome, update_policy=False):
-            yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
+        recorded, snapshot = self._finish(run, outcome, update_policy=False)
+        if recorded:
+            try:
+                yield scheduler_pb2.SubmitResponse(outcome=convert.outcome_to_proto(outcome))
+            finally:
+                s.write_snapshot(snapshot)
 
-    def _finish(self, run: _SubmitRun, outcome: Outcome, update_policy: bool) -> bool:
-        """Record a Submit's one outcome; False if the call's end already recorded it."""
+    def _finish(self, run: _SubmitRun, outcome: Outcome, update_policy: bool
+                ) -> tuple[bool, Snapshot | None]:
+        """Record a Submit's one outcome: (False, None) if the call's end already recorded
+        it, else (True, the state snapshot for the caller to write)."""
         s = self.scheduler
         with s.lock:
             if run.finished:
-                return False
+                return False, None
             run.finished = True
             run.booked = None
             _, snapshot = s.record_locked(outcome, update_policy)
-        s.write_snapshot(snapshot)
-        return True
+        return True, snapshot
 
     def _abandon(self, run: _SubmitRun) -> None:
         """The call ended before its outcome: record it FAILED and release the node."""

@@ -231,7 +231,8 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int, SchedulerServ
         # Reflection lists InferenceService too: its server is a node, but clients exploring
         # the scheduler should find the whole contract (Submit forwards to it).
         reflected=[INFERENCE_SERVICE],
-        max_receive_bytes=config.max_receive_bytes, serving=True, security=security)
+        max_receive_bytes=config.max_receive_bytes, serving=True, security=security,
+        prestart_threads=config.prestart_threads)
     servicer.health = bound.health
     try:
         servicer.scheduler.metrics.start(config.host)  # when config.metrics_port is set
