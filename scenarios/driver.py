@@ -290,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         budget -= len(request) if request is not None else 0
         prepared.append(request)
     before = driver.node_totals(nodes)
-    emit({"type": "started", "unix_s": time.time()})
-    t0 = time.monotonic()
+    # Threads start before the clock: 128 of them take about 0.1 s on 2 cores.
     with prestarted_executor(args.max_concurrency, args.prestart_threads) as pool:
+        emit({"type": "started", "unix_s": time.time()})
+        t0 = time.monotonic()
         for item, request in zip(items, prepared):
             delay = item.arrival_s - (time.monotonic() - t0)
             if delay > 0:

@@ -159,6 +159,7 @@ def run_emulated(cells: list[GridCell], repeats: int | None, results_root: Path,
             run_dir, _ = run_scenario(spec, list(POLICIES), spec.mode, results_root)
             record = compact_run(cell, run_dir, k)
             path = data_dir / f"{cell.name}.run{k}.json"
+            data_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
             print(f"  {cell.name} run {k}: {time.monotonic() - started:.0f} s, fidelity "
                   f"{record['fidelity']['status']}, results {run_dir}", file=sys.stderr)
