@@ -63,10 +63,11 @@ def service_from_proto(pb: common_pb2.Service) -> Service:
     return service
 
 
-def submit_attachment(pb: common_pb2.Service, limit_bytes: int) -> bytes:
-    """What Submit forwards to the node as the service's attachment: the one sent, or (an
-    emulated workload) `emulated_attachment_bytes` of filler made here; ValueError naming the
-    field and the value when it is negative, too large or sent with an attachment."""
+def submit_attachment(pb: common_pb2.Service, limit_bytes: int) -> bytes | int:
+    """What Submit forwards to the node as the service's attachment: the bytes sent, or (an
+    emulated workload) the size of the filler to send (`emulated_attachment_bytes`, made by
+    scheduler.node_request); ValueError naming the field and the value when it is negative,
+    too large or sent with an attachment."""
     size = pb.emulated_attachment_bytes
     if size < 0:
         raise ValueError(f"service.emulated_attachment_bytes must be >= 0 (got {size})")
@@ -77,7 +78,7 @@ def submit_attachment(pb: common_pb2.Service, limit_bytes: int) -> bytes:
         raise ValueError(f"service.emulated_attachment_bytes must be at most the gateway's "
                          f"message limit {limit_bytes} (got {size})")
     # Zeros: nothing on the path compresses, and the node reads only its length.
-    return pb.attachment or bytes(size)
+    return pb.attachment or size
 
 
 def service_to_proto(service: Service, attachment: bytes = b"",

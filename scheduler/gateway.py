@@ -15,8 +15,8 @@ from typing import Iterator
 
 import grpc
 
-from perllm.v1 import inference_pb2, inference_pb2_grpc, scheduler_pb2
-from scheduler import convert
+from perllm.v1 import inference_pb2, scheduler_pb2
+from scheduler import convert, node_request
 from scheduler.channels import open_channel
 from scheduler.core import Scheduler
 from scheduler.outcome import Outcome, Status, failed_outcome
@@ -29,6 +29,9 @@ from scheduler.snapshots import Snapshot
 # mean the time is gone.
 _NOT_RETRYABLE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
                             grpc.StatusCode.DEADLINE_EXCEEDED})
+# InferenceService.Generate, called with a request serialised by node_request.encode.
+GENERATE_METHOD = (f"/{inference_pb2.DESCRIPTOR.services_by_name['InferenceService'].full_name}"
+                   "/Generate")
 
 
 @dataclass
@@ -73,14 +76,15 @@ class Gateway:
         self.scheduler = scheduler
         self.config = scheduler.config
         self.security = security  # TLS and the token towards the nodes (scheduler.channels)
-        self._stubs: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
+        self._generate: dict[str, grpc.UnaryStreamMultiCallable] = {}
         self._channels: list[grpc.Channel] = []
         self._stubs_lock = threading.Lock()
 
-    def submit(self, service: Service, attachment: bytes, context: grpc.ServicerContext,
+    def submit(self, service: Service, attachment: bytes | int, context: grpc.ServicerContext,
                stop_after_tokens: int = 0) -> Iterator[scheduler_pb2.SubmitResponse]:
-        """Submit's response stream for a validated `service`, its request's attachment and
-        (emulation only) where its answer ends, forwarded to the node unread."""
+        """Submit's response stream for a validated `service`, its request's attachment (the
+        bytes, or an emulated attachment's size: convert.submit_attachment) and (emulation
+        only) where its answer ends, forwarded to the node unread."""
         s = self.scheduler
         started_s = time.monotonic()
         end_s = started_s + service.deadline_s + self.config.submit_margin_s
@@ -219,28 +223,32 @@ class Gateway:
             run.booked = None
         s.write_snapshot(snapshot)
 
-    def _inference_stub(self, address: str) -> inference_pb2_grpc.InferenceServiceStub:
+    def _generate_call(self, address: str) -> grpc.UnaryStreamMultiCallable:
+        """Generate on the node at `address`, taking the request's wire bytes."""
         with self._stubs_lock:
-            stub = self._stubs.get(address)
-            if stub is None:
+            generate = self._generate.get(address)
+            if generate is None:
                 channel = open_channel(address, self.security, options=[
                     ("grpc.max_receive_message_length", self.config.max_receive_bytes),
                     ("grpc.max_send_message_length", self.config.max_receive_bytes)])
                 self._channels.append(channel)
-                stub = self._stubs[address] = inference_pb2_grpc.InferenceServiceStub(channel)
-            return stub
+                generate = self._generate[address] = channel.unary_stream(
+                    GENERATE_METHOD, request_serializer=None,
+                    response_deserializer=inference_pb2.GenerateResponse.FromString)
+            return generate
 
-    def _forward(self, service: Service, attachment: bytes, stop_after_tokens: int,
+    def _forward(self, service: Service, attachment: bytes | int, stop_after_tokens: int,
                  address: str, timeout_s: float, run: _SubmitRun
                  ) -> Iterator[scheduler_pb2.SubmitResponse]:
         """Stream one attempt's chunks to the client; return an _Attempt (via `yield from`)."""
-        request = convert.generate_request(service, attachment, time.time(), stop_after_tokens)
-        attempt = _Attempt(sent_unix_s=request.sent_unix_s, sent_bytes=request.ByteSize())
+        request = convert.generate_request(service, b"", time.time(), stop_after_tokens)
+        payload = node_request.encode(request, attachment)
+        attempt = _Attempt(sent_unix_s=request.sent_unix_s, sent_bytes=len(payload))
         if timeout_s <= 0:
             attempt.error = "no time left before forwarding"
             attempt.retryable = False
             return attempt
-        call = self._inference_stub(address).Generate(request, timeout=timeout_s)
+        call = self._generate_call(address)(payload, timeout=timeout_s)
         run.call = call
         if run.gone.is_set():  # the call ended while we were connecting
             call.cancel()
@@ -268,4 +276,4 @@ class Gateway:
             for channel in self._channels:
                 channel.close()
             self._channels.clear()
-            self._stubs.clear()
+            self._generate.clear()

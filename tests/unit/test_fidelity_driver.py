@@ -8,6 +8,7 @@ import time
 from concurrent import futures
 
 import grpc
+import pytest
 
 from perllm.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from scenarios.driver import (Driver, failed_record, from_arrival, outcome_record,
@@ -94,3 +95,21 @@ def test_processing_time_counts_from_the_arrival_the_client_saw():
     assert added_s == 0.0 and read_outcome_record(same)[0].status is Status.MET
     failed = failed_record(SERVICE, 0.0, 120.0, "gave up after 120 s")
     assert from_arrival(failed, e2e_s=121.0) == (failed, None)
+
+
+def test_a_node_request_with_its_attachment_appended_parses_as_the_whole_message():
+    from perllm.v1 import inference_pb2
+    from scheduler import node_request
+    from scheduler.convert import generate_request
+
+    request = generate_request(SERVICE, b"", 1.5e9, stop_after_tokens=5)
+    for attachment in (b"", b"abc", bytes(range(256)) * 600, 300, 70_000, 9_000_000):
+        wire = node_request.encode(request, attachment)
+        whole = inference_pb2.GenerateRequest.FromString(wire)
+        expected = attachment if isinstance(attachment, bytes) else bytes(attachment)
+        assert whole.attachment == expected
+        whole.attachment = b""
+        assert whole == request
+        assert len(wire) == generate_request(SERVICE, expected, 1.5e9, 5).ByteSize()
+    with pytest.raises(ValueError, match="leave request.attachment empty"):
+        node_request.encode(generate_request(SERVICE, b"x", 0.0), 3)
