@@ -17,11 +17,11 @@ import grpc
 
 from perllm.v1 import inference_pb2, scheduler_pb2
 from scheduler import convert, node_request
-from scheduler.channels import open_channel
 from scheduler.core import Scheduler
 from scheduler.outcome import Outcome, Status, failed_outcome
 from scheduler.policies.base import Decision, NoNodeError
 from scheduler.security import Security
+from scheduler.node_channels import NodeChannels
 from scheduler.service import Service
 from scheduler.snapshots import Snapshot
 
@@ -29,9 +29,6 @@ from scheduler.snapshots import Snapshot
 # mean the time is gone.
 _NOT_RETRYABLE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
                             grpc.StatusCode.DEADLINE_EXCEEDED})
-# InferenceService.Generate, called with a request serialised by node_request.encode.
-GENERATE_METHOD = (f"/{inference_pb2.DESCRIPTOR.services_by_name['InferenceService'].full_name}"
-                   "/Generate")
 
 
 @dataclass
@@ -70,15 +67,14 @@ class _Attempt:
 
 
 class Gateway:
-    """SchedulerService.Submit over a Scheduler, with one channel per node address."""
+    """SchedulerService.Submit over a Scheduler, with a connection per call in flight to a
+    node (scheduler.node_channels)."""
 
     def __init__(self, scheduler: Scheduler, security: Security | None = None) -> None:
         self.scheduler = scheduler
         self.config = scheduler.config
         self.security = security  # TLS and the token towards the nodes (scheduler.channels)
-        self._generate: dict[str, grpc.UnaryStreamMultiCallable] = {}
-        self._channels: list[grpc.Channel] = []
-        self._stubs_lock = threading.Lock()
+        self._connections = NodeChannels(security, self.config.max_receive_bytes)
 
     def submit(self, service: Service, attachment: bytes | int, context: grpc.ServicerContext,
                stop_after_tokens: int = 0) -> Iterator[scheduler_pb2.SubmitResponse]:
@@ -223,20 +219,6 @@ class Gateway:
             run.booked = None
         s.write_snapshot(snapshot)
 
-    def _generate_call(self, address: str) -> grpc.UnaryStreamMultiCallable:
-        """Generate on the node at `address`, taking the request's wire bytes."""
-        with self._stubs_lock:
-            generate = self._generate.get(address)
-            if generate is None:
-                channel = open_channel(address, self.security, options=[
-                    ("grpc.max_receive_message_length", self.config.max_receive_bytes),
-                    ("grpc.max_send_message_length", self.config.max_receive_bytes)])
-                self._channels.append(channel)
-                generate = self._generate[address] = channel.unary_stream(
-                    GENERATE_METHOD, request_serializer=None,
-                    response_deserializer=inference_pb2.GenerateResponse.FromString)
-            return generate
-
     def _forward(self, service: Service, attachment: bytes | int, stop_after_tokens: int,
                  address: str, timeout_s: float, run: _SubmitRun
                  ) -> Iterator[scheduler_pb2.SubmitResponse]:
@@ -248,7 +230,13 @@ class Gateway:
             attempt.error = "no time left before forwarding"
             attempt.retryable = False
             return attempt
-        call = self._generate_call(address)(payload, timeout=timeout_s)
+        try:
+            connection = self._connections.acquire(address)
+        except RuntimeError as e:  # shutting down
+            attempt.error = str(e)
+            attempt.retryable = False
+            return attempt
+        call = connection.generate(payload, timeout=timeout_s)
         run.call = call
         if run.gone.is_set():  # the call ended while we were connecting
             call.cancel()
@@ -266,14 +254,11 @@ class Gateway:
             attempt.retryable = e.code() not in _NOT_RETRYABLE
         finally:
             run.call = None
+            self._connections.release(address, connection)
         if attempt.result is None and not attempt.error:
             attempt.error = "the node's stream ended without a GenerateResult"
         return attempt
 
     def close(self) -> None:
-        """Close the channels to the nodes."""
-        with self._stubs_lock:
-            for channel in self._channels:
-                channel.close()
-            self._channels.clear()
-            self._generate.clear()
+        """Close the connections to the nodes."""
+        self._connections.close()
