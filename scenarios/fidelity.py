@@ -12,8 +12,8 @@ Four measures, each read where the run already is:
 - shaper: delivered against configured rate on every link, in the windows when its shaper had
   a backlog (testbed.accounting.ShaperWindow), where it should deliver exactly its rate;
 - driver: how late the driver began each arrival against the workload's clock, and how much
-  longer the client waited than the scheduler measured (the way in: the upload to the gateway
-  and a free server thread, before the processing time starts).
+  longer the client waited than the scheduler measured (the way in: the gateway's gRPC intake,
+  before the scheduler's clock starts; the results count it, as queueing).
 
 `THRESHOLDS` is the one table of limits, each with its reason; a run crossing one is
 `degraded` with the reason, else `faithful`.
@@ -70,8 +70,9 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("frontend_delay_p95_s", 0.05, "s",
               "95th percentile of (what the client waited from its due arrival) minus (the "
               "processing time the scheduler measured): time spent getting into the gateway "
-              "(loopback upload, a free thread), which the simulator does not have and the "
-              "results do not count"),
+              "(its gRPC intake, one call at a time; with the driver's --attachment-at client "
+              "also the loopback upload), which the simulator does not have; the results "
+              "count it as queueing (scenarios.driver.from_arrival)"),
     Threshold("shaper_off_share", 0.10, "share",
               f"share of a link's backlogged 1 s windows whose delivered/configured rate is "
               f"outside [{SHAPER_RATIO_BAND[0]:g}, {SHAPER_RATIO_BAND[1]:g}]: with a queue "
