@@ -61,6 +61,8 @@ class ServerConfig(SecurityOptions):
                                     "larger messages get RESOURCE_EXHAUSTED")
     # Submit holds a worker thread for a whole generation, so the pool bounds concurrent Submits.
     max_workers: int = option(64, "RPC threads; bounds concurrent Submit calls")
+    node_connections: int = option(
+        8, "gateway: most TCP connections to one node; calls beyond share the least busy")
     prestart_threads: int = option(
         0, "RPC threads started with the server, so a burst's first calls wait for none to "
            "start (at most max_workers)")
@@ -94,6 +96,8 @@ class ServerConfig(SecurityOptions):
             raise ValueError(f"max_receive_bytes must be > 0 (got {self.max_receive_bytes})")
         if self.max_workers <= 0:
             raise ValueError(f"max_workers must be > 0 (got {self.max_workers})")
+        if self.node_connections < 1:
+            raise ValueError(f"node_connections must be >= 1 (got {self.node_connections})")
         if not 0 <= self.prestart_threads <= self.max_workers:
             raise ValueError(f"prestart_threads must be in [0, max_workers={self.max_workers}] "
                              f"(got {self.prestart_threads})")

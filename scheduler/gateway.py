@@ -67,14 +67,15 @@ class _Attempt:
 
 
 class Gateway:
-    """SchedulerService.Submit over a Scheduler, with a connection per call in flight to a
-    node (scheduler.node_channels)."""
+    """SchedulerService.Submit over a Scheduler, with a few connections to each node
+    (scheduler.node_channels)."""
 
     def __init__(self, scheduler: Scheduler, security: Security | None = None) -> None:
         self.scheduler = scheduler
         self.config = scheduler.config
         self.security = security  # TLS and the token towards the nodes (scheduler.channels)
-        self._connections = NodeChannels(security, self.config.max_receive_bytes)
+        self._connections = NodeChannels(security, self.config.max_receive_bytes,
+                                         self.config.node_connections)
 
     def submit(self, service: Service, attachment: bytes | int, context: grpc.ServicerContext,
                stop_after_tokens: int = 0) -> Iterator[scheduler_pb2.SubmitResponse]:
@@ -254,7 +255,7 @@ class Gateway:
             attempt.retryable = e.code() not in _NOT_RETRYABLE
         finally:
             run.call = None
-            self._connections.release(address, connection)
+            self._connections.release(connection)
         if attempt.result is None and not attempt.error:
             attempt.error = "the node's stream ended without a GenerateResult"
         return attempt

@@ -28,8 +28,8 @@ EVERY_FIELD_CHANGED = ServerConfig(
     host="127.0.0.1", port=6001, metrics_port=9090, state_file="/run/perllm/state.json",
     information="perfect", true_output_tokens="/run/perllm/workload.json",
     bandwidth_feed="/run/perllm/feed.json", heartbeat_timeout_s=2.5, grace_s=0.25,
-    max_receive_bytes=1024, max_workers=3, prestart_threads=2, submit_margin_s=0.0,
-    booking_ttl_s=1.5,
+    max_receive_bytes=1024, max_workers=3, prestart_threads=2, node_connections=3,
+    submit_margin_s=0.0, booking_ttl_s=1.5,
     reported_ids_memory=10, tls_cert="/etc/perllm/cert.pem", tls_key="/etc/perllm/key.pem",
     tls_ca="/etc/perllm/ca.pem", token_file="/etc/perllm/token")
 
