@@ -148,6 +148,7 @@ def run_policy(spec: ScenarioSpec, policy: str, mode: str, workload_path: Path,
             # as missed with its true time, not cut at its requirement.
             submit_margin_s=spec.workload.give_up_s, max_workers=1024,
             prestart_threads=PRESTART_THREADS,
+            node_connections=spec.scheduler.node_connections,
             information=spec.scheduler.information,
             # The testbed's shaping feed is the true bandwidth: for perfect information (and
             # the clairvoyant) only; a measuring scheduler learns it from its transfers.

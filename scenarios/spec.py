@@ -132,6 +132,11 @@ class SchedulerSpec(Strict):
         "in [1 - e, 1 + e] from the seed (a misspecified profile); 0: declared = true")
     heartbeat_interval_s: float = Field(0.5, gt=0.0)
     heartbeat_timeout_s: float = Field(3.0, gt=0.0)
+    node_connections: int = Field(
+        8, ge=1, le=1024,
+        description="Emulation: the gateway's most TCP connections to one node; uploads "
+        "beyond share the least busy as HTTP/2 streams (scheduler.node_channels: more flows "
+        "share a link more like independent users, at a CPU cost in bursts)")
 
 
 class FaultSpec(Strict):
