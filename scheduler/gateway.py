@@ -18,10 +18,10 @@ import grpc
 from perllm.v1 import inference_pb2, scheduler_pb2
 from scheduler import convert, node_request
 from scheduler.core import Scheduler
+from scheduler.node_channels import NodeChannels
 from scheduler.outcome import Outcome, Status, failed_outcome
 from scheduler.policies.base import Decision, NoNodeError
 from scheduler.security import Security
-from scheduler.node_channels import NodeChannels
 from scheduler.service import Service
 from scheduler.snapshots import Snapshot
 
