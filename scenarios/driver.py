@@ -65,8 +65,8 @@ def from_arrival(record: dict, e2e_s: float) -> tuple[dict, float | None]:
     on the workload's clock), as the simulator and the paper count it, and the time added.
 
     The scheduler starts its clock when a Submit has reached it whole, so the time a service
-    spent getting there (the driver's lateness, the multi-MB upload to the gateway over
-    loopback, a free thread) was in no result: under a burst of 30-50 multi-MB uploads it
+    spent getting there (the driver's lateness, the gateway's intake; with --attachment-at
+    client also the multi-MB upload over loopback) was in no result: under a burst of 30-50 multi-MB uploads it
     was 0.2-2 s, and the emulation looked 15-50 points better than the simulator. That time
     is now queueing (the service waited to be scheduled), and met/missed follows; the
     fidelity monitor judges its size (frontend_delay). Failed services keep their record."""

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from scheduler.energy_models import (DEFAULT_NIC_POWER_W, DEFAULT_POWER, DEFAULT_TRANSMISSION,
                                      POWER_MODELS, TRANSMISSION_MODELS, EnergyModel)
+from scheduler.config import DEFAULT_NODE_CONNECTIONS
 from scheduler.information import MAX_DECLARED_ERROR
 from nodes.slowdown import MAX_SLOWDOWN_FACTOR
 # The workload part lives in scenarios.workload_spec; these names are re-exported from here.
@@ -133,7 +134,7 @@ class SchedulerSpec(Strict):
     heartbeat_interval_s: float = Field(0.5, gt=0.0)
     heartbeat_timeout_s: float = Field(3.0, gt=0.0)
     node_connections: int = Field(
-        8, ge=1, le=1024,
+        DEFAULT_NODE_CONNECTIONS, ge=1, le=1024,
         description="Emulation: the gateway's most TCP connections to one node; uploads "
         "beyond share the least busy as HTTP/2 streams (scheduler.node_channels: more flows "
         "share a link more like independent users, at a CPU cost in bursts)")

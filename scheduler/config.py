@@ -16,6 +16,9 @@ from scheduler.information import RUN_INFORMATION
 from scheduler.options import option, to_argv
 from scheduler.security import SecurityOptions
 
+# The gateway's connections per node (scheduler.node_channels), also the scenario spec's default.
+DEFAULT_NODE_CONNECTIONS = 8
+
 # Where `python -m scheduler serve` departs from the config's defaults: a CLI user expects a
 # well-known port, while tests and in-process servers bind any free one (port 0).
 SERVE_DEFAULTS: Mapping[str, Any] = {"port": 50051}
@@ -62,7 +65,8 @@ class ServerConfig(SecurityOptions):
     # Submit holds a worker thread for a whole generation, so the pool bounds concurrent Submits.
     max_workers: int = option(64, "RPC threads; bounds concurrent Submit calls")
     node_connections: int = option(
-        8, "gateway: most TCP connections to one node; calls beyond share the least busy")
+        DEFAULT_NODE_CONNECTIONS,
+        "gateway: most TCP connections to one node; calls beyond share the least busy")
     prestart_threads: int = option(
         0, "RPC threads started with the server, so a burst's first calls wait for none to "
            "start (at most max_workers)")

@@ -21,6 +21,7 @@ import grpc
 
 from perllm.v1 import inference_pb2
 from scheduler.channels import open_channel
+from scheduler.config import DEFAULT_NODE_CONNECTIONS
 from scheduler.security import Security
 
 # InferenceService.Generate, called with a request serialised by scheduler.node_request.
@@ -44,7 +45,7 @@ class NodeChannels:
 
     security: Security | None
     max_message_bytes: int
-    per_node: int = 8
+    per_node: int = DEFAULT_NODE_CONNECTIONS
     _open: dict[str, list[NodeConnection]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
